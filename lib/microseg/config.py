@@ -1,0 +1,214 @@
+"""One typed, validated configuration object, loaded from layered YAML files.
+
+Layers, later ones winning key by key: ``conf/base.yaml``, the environment file
+(``conf/local.yaml`` by default), any extra files, then ``key.path=value`` overrides.
+A bad key or value fails at load with a :class:`ConfigError` naming it.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkConfig(_Strict):
+    app_name: str = "microseg"
+    master: str | None = None
+    shuffle_partitions: int = Field(8, ge=1)
+    arrow_batch_size: int = Field(1024, ge=1)
+    conf: dict[str, str] = {}
+
+
+class TablesConfig(_Strict):
+    root: str = "lakehouse"
+    catalog: str | None = None
+    names: dict[str, str]
+
+    @field_validator("names")
+    @classmethod
+    def _two_part_names(cls, names: dict[str, str]) -> dict[str, str]:
+        for key, name in names.items():
+            if not re.fullmatch(r"[A-Za-z_][\w]*\.[A-Za-z_][\w]*", name):
+                raise ValueError(f"tables.names.{key}={name!r}: use 'schema.table' (letters, digits, _)")
+        return names
+
+
+class GeneratorConfig(_Strict):
+    customers: int = Field(2000, ge=1)
+    months: int = Field(24, ge=2)
+    start_month: str = "2023-01"
+    coarse_groups: int = Field(4, ge=1)
+    micro_per_group: int = Field(3, ge=1, le=4)
+    tx_per_month: float = Field(18, gt=0)
+    partitions: int = Field(8, ge=1)
+
+    @field_validator("start_month")
+    @classmethod
+    def _month(cls, v: str) -> str:
+        if not MONTH.match(v):
+            raise ValueError(f"{v!r} is not a month; write 'YYYY-MM'")
+        return v
+
+
+class IngestConfig(_Strict):
+    source: str = "generator"          # recorded on every bronze row
+    currencies: list[str] = ["EUR"]    # anything else is quarantined
+
+
+class SplitConfig(_Strict):
+    train: float = Field(0.7, gt=0, lt=1)
+    validation: float = Field(0.15, ge=0, lt=1)
+    test: float = Field(0.15, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> SplitConfig:
+        if abs(self.train + self.validation + self.test - 1.0) > 1e-9:
+            raise ValueError("train + validation + test must add up to 1")
+        return self
+
+
+class SequencesConfig(_Strict):
+    window_months: int = Field(24, ge=2)
+    min_months: int = Field(6, ge=1)
+    as_of: str | None = None
+    target: Literal["current", "next"] = "next"
+    split: SplitConfig = SplitConfig()
+
+    @field_validator("as_of")
+    @classmethod
+    def _month(cls, v: str | None) -> str | None:
+        if v is not None and not MONTH.match(v):
+            raise ValueError(f"{v!r} is not a month; write 'YYYY-MM'")
+        return v
+
+
+class ModelConfig(_Strict):
+    kind: Literal["lstm"] = "lstm"
+    hidden: int = Field(32, ge=1)
+    layers: int = Field(1, ge=1)
+    dropout: float = Field(0.0, ge=0, lt=1)
+    learning_rate: float = Field(0.005, gt=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(6, ge=1)
+    steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class SegmentConfig(_Strict):
+    algorithm: Literal["kmeans", "bisecting_kmeans"] = "kmeans"
+    k: int = Field(12, ge=2)
+    max_iter: int = Field(30, ge=1)
+
+
+class MlflowConfig(_Strict):
+    tracking_uri: str | None = None
+    experiment: str = "microseg"
+    registered_model: str = "microseg-encoder"
+    alias: str = "champion"
+
+
+class Settings(_Strict):
+    seed: int = 42
+    spark: SparkConfig = SparkConfig()
+    tables: TablesConfig
+    taxonomy: str = "conf/taxonomy.yaml"
+    generator: GeneratorConfig = GeneratorConfig()
+    ingest: IngestConfig = IngestConfig()
+    sequences: SequencesConfig = SequencesConfig()
+    model: ModelConfig = ModelConfig()
+    segment: SegmentConfig = SegmentConfig()
+    mlflow: MlflowConfig = MlflowConfig()
+
+    @model_validator(mode="after")
+    def _window_fits(self) -> Settings:
+        if self.sequences.min_months > self.sequences.window_months:
+            raise ValueError("sequences.min_months must not exceed sequences.window_months")
+        return self
+
+    def with_overrides(self, **dotted: Any) -> Settings:
+        """A copy with ``{"a.b": value}`` overrides applied and validated again."""
+        data = self.model_dump()
+        for key, value in dotted.items():
+            _set_dotted(data, key, value)
+        return _validate(data, source="overrides")
+
+
+def deep_merge(base: dict, top: dict) -> dict:
+    """Merge ``top`` into a copy of ``base``: mappings merge, everything else replaces."""
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _set_dotted(data: dict, key: str, value: Any) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {key!r}: {part!r} is not a section")
+    node[leaf] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """``"model.epochs=3"`` -> ``("model.epochs", 3)``; the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r}: write key.path=value, e.g. model.epochs=3")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw)
+
+
+def _read_yaml(path: Path) -> dict:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top")
+    return data
+
+
+def _validate(data: dict, source: str) -> Settings:
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
+        )
+        raise ConfigError(f"invalid configuration ({source}): {problems}") from None
+
+
+def load_config(
+    env: str = "local",
+    files: list[str | Path] = (),
+    overrides: dict[str, Any] | None = None,
+    conf_dir: Path = CONF_DIR,
+) -> Settings:
+    """Load ``base.yaml`` + ``<env>.yaml`` + ``files``, apply ``overrides``, validate."""
+    layers = [conf_dir / "base.yaml", conf_dir / f"{env}.yaml", *map(Path, files)]
+    data: dict = {}
+    for path in layers:
+        data = deep_merge(data, _read_yaml(path))
+    for key, value in (overrides or {}).items():
+        _set_dotted(data, key, value)
+    return _validate(data, source=" + ".join(str(p) for p in layers))

@@ -1,0 +1,48 @@
+"""The personality models. Inputs are raw features; scaling lives inside as buffers,
+so a saved state_dict is the whole model and needs no side files."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class LSTMEncoder(nn.Module):
+    """Monthly sequence in, 5 trait scores per month out (many-to-many).
+
+    ``embed`` returns the last hidden state of the top layer (the customer's features).
+
+    >>> m = LSTMEncoder(n_features=4, hidden=8)
+    >>> m(torch.zeros(2, 6, 4)).shape, m.embed(torch.zeros(2, 6, 4)).shape
+    (torch.Size([2, 6, 5]), torch.Size([2, 8]))
+    """
+
+    def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
+                 n_targets: int = 5):
+        super().__init__()
+        self.spec = {"n_features": n_features, "hidden": hidden, "layers": layers,
+                     "dropout": dropout, "n_targets": n_targets}
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        self.lstm = nn.LSTM(n_features, hidden, num_layers=layers, batch_first=True,
+                            dropout=dropout if layers > 1 else 0.0)
+        self.head = nn.Linear(hidden, n_targets)
+
+    def set_scaling(self, mean, std) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.lstm(self._scale(x))
+        return self.head(out)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        _, (h, _) = self.lstm(self._scale(x))
+        return h[-1]
+
+
+def build_model(spec: dict) -> LSTMEncoder:
+    return LSTMEncoder(**spec)

@@ -1,0 +1,253 @@
+"""The stage registry: jobs/, the CLI and the notebooks all run stages through here.
+
+Each stage reads its input tables, calls pure DataFrame functions from ``prep``/``model``/
+``score``, writes its output tables, and returns a small dict of figures. Every stage can
+be re-run: outputs are replaced atomically (Delta overwrite) or merged on keys.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from microseg import tracking
+from microseg.config import CONF_DIR, Settings
+from microseg.prep import aggregate, personality, sequences
+from microseg.prep.ingest import validate
+from microseg.spark import get_spark
+from microseg.tables import Tables
+from microseg.taxonomy import TRAITS, Taxonomy, load_taxonomy
+
+log = logging.getLogger("microseg")
+
+
+@dataclass
+class Context:
+    cfg: Settings
+    spark: SparkSession
+    tables: Tables
+    taxonomy: Taxonomy
+
+    @classmethod
+    def create(cls, cfg: Settings, spark: SparkSession | None = None) -> Context:
+        spark = spark or get_spark(cfg)
+        path = Path(cfg.taxonomy)
+        if not path.is_absolute() and not path.exists():
+            path = CONF_DIR.parent / path
+        return cls(cfg, spark, Tables(spark, cfg), load_taxonomy(path))
+
+    @property
+    def work_dir(self) -> Path:
+        return self.tables.root / "_work"
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    run: Callable[[Context], dict]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    doc: str
+
+
+def generate_stage(ctx: Context) -> dict:
+    from microseg.sources.generator import generate
+
+    tx, truth = generate(ctx.spark, ctx.cfg.generator, ctx.cfg.seed, ctx.taxonomy)
+    ctx.tables.overwrite("raw_transactions", tx)
+    ctx.tables.overwrite("ground_truth", truth)
+    return {"customers": ctx.cfg.generator.customers,
+            "raw_version": ctx.tables.version("raw_transactions")}
+
+
+def ingest_stage(ctx: Context) -> dict:
+    raw_version = ctx.tables.version("raw_transactions")
+    raw = ctx.tables.read("raw_transactions", version=raw_version)
+    batch_id = f"{ctx.tables.name('raw_transactions')}@v{raw_version}"
+    classes = [c.name for c in ctx.taxonomy.classes]
+    good, bad = validate(raw, ctx.cfg.ingest.source, batch_id, ctx.cfg.ingest.currencies, classes)
+    ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
+    ctx.tables.merge_new("quarantine", bad, ["batch_id", "raw_row"])
+    counts = (
+        ctx.tables.read("transactions").where(F.col("batch_id") == batch_id).agg(F.count("*")).head()[0],
+        ctx.tables.read("quarantine").where(F.col("batch_id") == batch_id).agg(F.count("*")).head()[0],
+        raw.agg(F.count("*")).head()[0],
+    )
+    kept, quarantined, read = counts
+    if read != kept + quarantined:
+        raise RuntimeError(f"ingest lost rows in batch {batch_id}: read {read} != "
+                           f"kept {kept} + quarantined {quarantined}")
+    return {"rows_read": read, "rows_kept": kept, "rows_quarantined": quarantined, "batch_id": batch_id}
+
+
+def aggregate_stage(ctx: Context) -> dict:
+    tx = ctx.tables.read("transactions")
+    kinds = aggregate.class_kinds(ctx.spark, ctx.taxonomy)
+    ctx.tables.overwrite("monthly_spend", aggregate.monthly_spend(tx, kinds))
+    ctx.tables.overwrite("monthly_account", aggregate.monthly_account(tx))
+    return {"monthly_spend_version": ctx.tables.version("monthly_spend")}
+
+
+def personality_stage(ctx: Context) -> dict:
+    coefs = personality.coefficients(ctx.spark, ctx.taxonomy)
+    out = personality.spending_personality(ctx.tables.read("monthly_spend"), coefs)
+    ctx.tables.overwrite("personality", out)
+    return {"personality_version": ctx.tables.version("personality")}
+
+
+def sequences_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg.sequences
+    account = ctx.tables.read("monthly_account")
+    as_of = (sequences.parse_month(cfg.as_of) if cfg.as_of else sequences.latest_month(account))
+    months = sequences.window_months(as_of, cfg.window_months)
+    classes = ctx.taxonomy.spend_classes
+    per_month = sequences.monthly_features(
+        ctx.spark, ctx.tables.read("monthly_spend"), account, ctx.tables.read("personality"),
+        classes, months, cfg.target).persist()
+    seqs = sequences.build_sequences(per_month, cfg, ctx.cfg.seed, as_of)
+    ctx.tables.overwrite("sequences", seqs)
+    stats = sequences.feature_stats(per_month, ctx.tables.read("sequences"),
+                                    sequences.feature_names(classes))
+    ctx.tables.overwrite("feature_stats", stats)
+    per_month.unpersist()
+    return {"as_of": str(as_of), "sequences_version": ctx.tables.version("sequences")}
+
+
+def train_stage(ctx: Context) -> dict:
+    import mlflow
+
+    from microseg.model import data
+    from microseg.model.train import train
+
+    cfg, mcfg = ctx.cfg, ctx.cfg.model
+    seq_version = ctx.tables.version("sequences")
+    seqs = ctx.tables.read("sequences", version=seq_version).where("eligible")
+    stats = ctx.tables.read("feature_stats").orderBy("index").select("mean", "std").toPandas()
+    months = cfg.sequences.window_months
+    train_df = seqs.where(F.col("split") == "train")
+    n_train = train_df.count()
+    if n_train == 0:
+        raise RuntimeError("no eligible training sequences; generate or ingest more data, "
+                           "or lower sequences.min_months")
+    steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size)
+    cache = ctx.work_dir / "petastorm"
+    train_conv = data.make_converter(train_df, cache)
+    val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache)
+    spec = {"n_features": len(stats), "hidden": mcfg.hidden, "layers": mcfg.layers,
+            "dropout": mcfg.dropout, "n_targets": len(TRAITS)}
+
+    tracking.setup(cfg)
+    with mlflow.start_run(run_name=f"train-{mcfg.kind}") as run:
+        tracking.log_run_context(cfg, ctx.tables.versions(["sequences", "feature_stats"]))
+        mlflow.log_params({"train.rows": n_train, "train.steps_per_epoch": steps,
+                           "taxonomy.version": ctx.taxonomy.version})
+        result = train(
+            train_conv, val_conv, spec, (stats["mean"].to_numpy(), stats["std"].to_numpy()), months,
+            epochs=mcfg.epochs, batch_size=mcfg.batch_size, learning_rate=mcfg.learning_rate,
+            steps=steps, seed=cfg.seed,
+            on_epoch=lambda row: mlflow.log_metrics(
+                {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"]),
+        )
+        mlflow.log_metrics({k: v for k, v in result.final.items() if k != "epoch"})
+        model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
+                      "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
+                      "target": cfg.sequences.target}
+        example = [0.0] * (months * len(stats))
+        version = tracking.log_encoder(result.state_dict, model_spec, example, cfg.mlflow.registered_model)
+        promoted = tracking.promote_if_better(cfg.mlflow.registered_model, cfg.mlflow.alias, version)
+    train_conv.delete()
+    val_conv.delete()
+    return {"run_id": run.info.run_id, "model_version": version, "promoted": promoted,
+            **{k: round(v, 5) for k, v in result.final.items() if k != "epoch"}}
+
+
+def embed_stage(ctx: Context) -> dict:
+    from microseg.score.embed import embed_customers
+
+    tracking.setup(ctx.cfg)
+    weights, spec, version = tracking.load_encoder_files(ctx.cfg.mlflow.registered_model,
+                                                         ctx.cfg.mlflow.alias)
+    seqs = ctx.tables.read("sequences")
+    ctx.tables.overwrite("embeddings", embed_customers(seqs, weights, spec["model"], version))
+    return {"model_version": version, "embeddings_version": ctx.tables.version("embeddings")}
+
+
+def segment_stage(ctx: Context) -> dict:
+    from microseg.score import segment
+
+    emb = ctx.tables.read("embeddings")
+    centroids = segment.fit_centroids(emb, ctx.cfg.segment, ctx.cfg.seed)
+    ctx.tables.overwrite("segments", segment.assign(emb, centroids))
+    prof = segment.profiles(ctx.tables.read("segments"), ctx.tables.read("personality"), list(TRAITS))
+    ctx.tables.overwrite("segment_profiles", prof)
+    return {"segments": int(len(centroids)), "segments_version": ctx.tables.version("segments")}
+
+
+def summary_stage(ctx: Context) -> dict:
+    """Print what was built and where; small by construction (one row per segment)."""
+    profiles = ctx.tables.read("segment_profiles").orderBy("segment").toPandas()
+    customers = int(profiles["customers"].sum())
+    lines = [
+        f"customers segmented: {customers}",
+        f"segments: {len(profiles)}",
+        "segment sizes: " + ", ".join(f"{int(r.segment)}:{int(r.customers)}" for r in profiles.itertuples()),
+        f"tables: {ctx.tables.root if not ctx.cfg.tables.catalog else ctx.cfg.tables.catalog}",
+        f"MLflow UI: mlflow ui --backend-store-uri {tracking.tracking_uri(ctx.cfg)}",
+    ]
+    report = ctx.tables.root / "reports" / "summary.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    table = profiles.round(3).to_string(index=False)
+    report.write_text("# microseg summary\n\n" + "\n".join(f"- {line}" for line in lines)
+                      + "\n\n```\n" + table + "\n```\n")
+    lines.append(f"report: {report}")
+    print("\n".join(lines))
+    return {"customers": customers, "segments": len(profiles), "report": str(report)}
+
+
+STAGES: dict[str, Stage] = {
+    s.name: s
+    for s in [
+        Stage("generate", generate_stage, (), ("raw_transactions", "ground_truth"),
+              "synthetic bank with planted segments"),
+        Stage("ingest", ingest_stage, ("raw_transactions",), ("transactions", "quarantine"),
+              "validate raw rows into bronze; quarantine the rest"),
+        Stage("aggregate", aggregate_stage, ("transactions",), ("monthly_spend", "monthly_account"),
+              "monthly spend per class and account totals"),
+        Stage("personality", personality_stage, ("monthly_spend",), ("personality",),
+              "spending personality per customer-month"),
+        Stage("sequences", sequences_stage, ("monthly_spend", "monthly_account", "personality"),
+              ("sequences", "feature_stats"), "per-customer monthly sequences"),
+        Stage("train", train_stage, ("sequences", "feature_stats"), (),
+              "train the LSTM, log and register it in MLflow"),
+        Stage("embed", embed_stage, ("sequences",), ("embeddings",),
+              "embed every customer with the champion encoder"),
+        Stage("segment", segment_stage, ("embeddings", "personality"), ("segments", "segment_profiles"),
+              "cluster embeddings into segments"),
+        Stage("summary", summary_stage, ("segment_profiles",), (), "print what was built"),
+    ]
+}
+
+
+def run_stage(name: str, ctx: Context) -> dict:
+    if name not in STAGES:
+        raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)} or 'all'")
+    start = time.perf_counter()
+    out = STAGES[name].run(ctx)
+    out["seconds"] = round(time.perf_counter() - start, 2)
+    log.info("stage %s done in %.1f s: %s", name, out["seconds"], out)
+    return out
+
+
+def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+    results = {}
+    for name in STAGES:
+        results[name] = run_stage(name, ctx)
+        if on_stage:
+            on_stage(name, results[name])
+    return results

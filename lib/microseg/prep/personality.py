@@ -1,0 +1,32 @@
+"""Monthly spend per class -> spending personality per customer-month (gold).
+
+A month's personality is the spend-share-weighted mean of the Big Five coefficients of
+the classes bought that month. Months without spend get no row (no spend, no evidence);
+the sequences stage masks them.
+"""
+
+from __future__ import annotations
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from microseg.taxonomy import TRAITS, Taxonomy
+
+
+def coefficients(spark: SparkSession, taxonomy: Taxonomy) -> DataFrame:
+    rows = [(name, *map(float, big5)) for name, big5 in taxonomy.coefficients().items()]
+    return spark.createDataFrame(rows, ["txn_class", *TRAITS])
+
+
+def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFrame:
+    """customer x month: total spend and the five trait scores."""
+    spend = F.col("spend")
+    return (
+        monthly_spend.where(spend > 0)
+        .join(F.broadcast(coefs), "txn_class")
+        .groupBy("customer_id", "month")
+        .agg(
+            F.sum(spend).alias("total_spend"),
+            *[(F.sum(spend * F.col(t)) / F.sum(spend)).alias(t) for t in TRAITS],
+        )
+    )

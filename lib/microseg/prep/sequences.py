@@ -1,0 +1,158 @@
+"""Silver + personality -> one row per customer: the last T months as model input (gold).
+
+Each row holds flat float arrays (row-major, month by month) so that Petastorm and the
+scoring UDF move one contiguous block per customer:
+
+- ``features``  [T x F]: per spend class log1p(spend), spend share, log1p(count); then
+  log1p(income), log1p(outflow), signed log1p(end balance);
+- ``targets``   [T x 5]: this month's or next month's trait scores (``sequences.target``);
+- ``target_mask`` [T]: 1 where the target exists;
+- ``active``    [T]: 1 for months with any transaction.
+
+Months before a customer's first activity are zeros (left padding). Customers with fewer
+than ``min_months`` active months stay in the table with ``eligible = false`` and a reason.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import functions as F
+
+from microseg.config import SequencesConfig
+from microseg.taxonomy import TRAITS
+
+ACCOUNT_FEATURES = ("log_income", "log_outflow", "slog_balance")
+
+
+def feature_names(spend_classes: list[str]) -> list[str]:
+    return (
+        [f"log_spend__{c}" for c in spend_classes]
+        + [f"share__{c}" for c in spend_classes]
+        + [f"log_count__{c}" for c in spend_classes]
+        + list(ACCOUNT_FEATURES)
+    )
+
+
+def parse_month(text: str) -> dt.date:
+    """``"2024-12"`` -> 2024-12-01."""
+    year, month = map(int, text.split("-"))
+    return dt.date(year, month, 1)
+
+
+def window_months(as_of: dt.date, n: int) -> list[dt.date]:
+    """The ``n`` month starts ending at ``as_of``, oldest first."""
+    out = []
+    year, month = as_of.year, as_of.month
+    for _ in range(n):
+        out.append(dt.date(year, month, 1))
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return out[::-1]
+
+
+def latest_month(monthly_account: DataFrame) -> dt.date:
+    return monthly_account.agg(F.max("month")).head()[0]
+
+
+def _slog(col: Column) -> Column:
+    return F.signum(col) * F.log1p(F.abs(col))
+
+
+def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_account: DataFrame,
+                     personality: DataFrame, spend_classes: list[str], months: list[dt.date],
+                     target: str) -> DataFrame:
+    """customer x month in the window: feature vector, target vector and masks."""
+    grid_months = spark.createDataFrame([(m, i) for i, m in enumerate(months)], "month date, t int")
+    in_window = F.col("month").between(months[0], months[-1])
+    customers = monthly_account.where(in_window).select("customer_id").distinct()
+    grid = customers.crossJoin(F.broadcast(grid_months))
+
+    spend = F.col("spend")
+    pivot = monthly_spend.where(in_window).groupBy("customer_id", "month").agg(
+        *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
+        *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
+        F.sum(spend).alias("total"),
+    )
+    # For next-month targets the month after the window's end is needed too.
+    traits = personality.select("customer_id", "month", *TRAITS)
+    rows = (
+        grid.join(pivot, ["customer_id", "month"], "left")
+        .join(monthly_account.select("customer_id", "month", "income", "outflow", "end_balance"),
+              ["customer_id", "month"], "left")
+        .join(traits, ["customer_id", "month"], "left")
+    )
+    by_customer = Window.partitionBy("customer_id").orderBy("t")
+    if target == "next":
+        tgt = [F.lead(t).over(by_customer) for t in TRAITS]
+    else:
+        tgt = [F.col(t) for t in TRAITS]
+    zero = F.lit(0.0)
+    total = F.coalesce(F.col("total"), zero)
+    features = (
+        [F.log1p(F.coalesce(F.col(f"s{i}"), zero)) for i in range(len(spend_classes))]
+        + [F.when(total > 0, F.coalesce(F.col(f"s{i}"), zero) / total).otherwise(zero)
+           for i in range(len(spend_classes))]
+        + [F.log1p(F.coalesce(F.col(f"n{i}"), zero)) for i in range(len(spend_classes))]
+        + [F.log1p(F.coalesce(F.col("income"), zero)), F.log1p(F.coalesce(F.col("outflow"), zero)),
+           _slog(F.coalesce(F.col("end_balance"), zero))]
+    )
+    tgt_cols = [F.col(f"_y{i}") for i in range(len(TRAITS))]
+    return (
+        rows.select(
+            "customer_id", "t",
+            F.array(*[f.cast("float") for f in features]).alias("x"),
+            *[c.alias(f"_y{i}") for i, c in enumerate(tgt)],
+            F.col("income").isNotNull().cast("float").alias("active"),
+        )
+        .withColumn("target_mask", F.when(tgt_cols[0].isNotNull(), 1.0).otherwise(0.0).cast("float"))
+        .withColumn("y", F.array(*[F.coalesce(c, zero).cast("float") for c in tgt_cols]))
+        .drop(*[f"_y{i}" for i in range(len(TRAITS))])
+    )
+
+
+def split_of(customer_id: Column, seed: int, split) -> Column:
+    """Deterministic train/validation/test by hashed customer id."""
+    u = F.pmod(F.xxhash64(customer_id, F.lit(seed)), F.lit(1_000_000)) / 1_000_000.0
+    return (F.when(u < split.train, "train")
+            .when(u < split.train + split.validation, "validation")
+            .otherwise("test"))
+
+
+def build_sequences(per_month: DataFrame, cfg: SequencesConfig, seed: int, as_of: dt.date) -> DataFrame:
+    """Collect each customer's months, in order, into flat arrays with lengths and flags."""
+    ordered = F.array_sort(F.collect_list(F.struct("t", "x", "y", "target_mask", "active")))
+    seq = per_month.groupBy("customer_id").agg(ordered.alias("steps"))
+    n_active = F.aggregate(F.col("steps.active"), F.lit(0.0), lambda a, x: a + x).cast("int")
+    first_active = F.array_position(F.col("steps.active"), F.lit(1.0))
+    return seq.select(
+        "customer_id",
+        F.lit(as_of).alias("as_of"),
+        F.flatten(F.col("steps.x")).alias("features"),
+        F.flatten(F.col("steps.y")).alias("targets"),
+        F.col("steps.target_mask").alias("target_mask"),
+        F.col("steps.active").alias("active"),
+        (F.lit(cfg.window_months) - first_active + 1).cast("int").alias("length"),
+        n_active.alias("n_active_months"),
+        (n_active >= cfg.min_months).alias("eligible"),
+        F.when(n_active < cfg.min_months,
+               F.concat(F.lit("short_history: "), n_active.cast("string"),
+                        F.lit(f" active months < min_months {cfg.min_months}"))).alias("reason"),
+        split_of(F.col("customer_id"), seed, cfg.split).alias("split"),
+    )
+
+
+def feature_stats(per_month: DataFrame, sequences: DataFrame, names: list[str]) -> DataFrame:
+    """Mean and standard deviation of each feature over active months of training customers."""
+    train = sequences.where((F.col("split") == "train") & F.col("eligible")).select("customer_id")
+    active = per_month.where(F.col("active") > 0).join(train, "customer_id")
+    exploded = active.select(F.posexplode("x").alias("i", "v"))
+    stats = exploded.groupBy("i").agg(F.avg("v").alias("mean"), F.stddev_pop("v").alias("std"))
+    spark = per_month.sparkSession
+    names_df = spark.createDataFrame(list(enumerate(names)), "i int, feature string")
+    return (
+        names_df.join(stats, "i", "left")
+        .select(F.col("i").alias("index"), "feature",
+                F.coalesce("mean", F.lit(0.0)).alias("mean"),
+                F.when(F.col("std") > 1e-6, F.col("std")).otherwise(1.0).alias("std"))
+    )

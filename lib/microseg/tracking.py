@@ -1,0 +1,157 @@
+"""MLflow: where runs go, what each run records, and the registered encoder."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from microseg.config import Settings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def tracking_uri(cfg: Settings) -> str:
+    if cfg.mlflow.tracking_uri:
+        return cfg.mlflow.tracking_uri
+    root = Path(cfg.tables.root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def setup(cfg: Settings) -> str:
+    """Point MLflow at the configured store and experiment; returns the experiment id."""
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(tracking_uri(cfg))
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    artifacts = None
+    if cfg.mlflow.tracking_uri is None:
+        artifacts = (Path(cfg.tables.root).resolve() / "mlartifacts").as_uri()
+    return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+
+
+def code_version() -> str:
+    """The git commit of the code, with ``-dirty`` when the tree has changes."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+def flat_params(cfg: Settings) -> dict[str, str]:
+    """The resolved config as flat ``a.b.c -> value`` params (MLflow's 6,000-char limit)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, node) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                walk(f"{prefix}.{k}" if prefix else k, v)
+        else:
+            out[prefix] = str(node)[:6000]
+
+    walk("", cfg.model_dump())
+    return out
+
+
+def log_run_context(cfg: Settings, table_versions: dict[str, int]) -> None:
+    """Config, code version and the Delta table versions this run read."""
+    mlflow.log_params(flat_params(cfg))
+    mlflow.log_dict(cfg.model_dump(mode="json"), "config.json")
+    mlflow.set_tags({"code_version": code_version(),
+                     **{f"delta.{name}.version": str(v) for name, v in table_versions.items()}})
+    mlflow.log_dict(table_versions, "table_versions.json")
+
+
+class EncoderModel(mlflow.pyfunc.PythonModel):
+    """A pyfunc that embeds customers: input column ``features`` (flat [T x F] floats,
+    any T), output column ``embedding``. Weights load with ``weights_only=True``."""
+
+    def load_context(self, context):
+        from microseg.model.networks import build_model
+        import torch
+
+        spec = json.loads(Path(context.artifacts["spec"]).read_text())
+        self.model = build_model(spec["model"])
+        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
+        self.model.load_state_dict(state)
+        self.model.eval()
+        self.n_features = spec["model"]["n_features"]
+
+    def predict(self, context, model_input, params=None):
+        import numpy as np
+        import pandas as pd
+        import torch
+
+        x = np.stack([np.asarray(v, dtype=np.float32) for v in model_input["features"]])
+        x = x.reshape(len(x), -1, self.n_features)
+        with torch.no_grad():
+            emb = self.model.embed(torch.from_numpy(x)).numpy()
+        return pd.DataFrame({"embedding": list(emb)})
+
+
+def log_encoder(state: bytes, spec: dict, example_features: list[float], registered_model: str):
+    """Log the encoder as a pyfunc (any sequence length) and register it; returns the version."""
+    with tempfile.TemporaryDirectory() as tmp:
+        weights = Path(tmp, "encoder.pt")
+        weights.write_bytes(state)
+        spec_path = Path(tmp, "spec.json")
+        spec_path.write_text(json.dumps(spec, indent=2))
+        import pandas as pd
+
+        info = mlflow.pyfunc.log_model(
+            name="encoder",
+            python_model=EncoderModel(),
+            artifacts={"weights": str(weights), "spec": str(spec_path)},
+            code_paths=[str(REPO / "lib" / "microseg")],
+            input_example=pd.DataFrame({"features": [example_features]}),
+            pip_requirements=_requirements(),
+            registered_model_name=registered_model,
+        )
+    return info.registered_model_version
+
+
+def _requirements() -> list[str]:
+    pins = {}
+    for line in (REPO / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower()] = version
+    return [f"{n}=={pins[n]}" for n in ("torch", "numpy", "pandas", "mlflow") if n in pins]
+
+
+def promote_if_better(registered_model: str, alias: str, version: int | str, metric: str = "val_loss") -> bool:
+    """Move ``alias`` to ``version`` when its run's ``metric`` is lower than the holder's
+    (or nothing holds the alias yet). Returns whether it moved."""
+    client = MlflowClient()
+    new = client.get_model_version(registered_model, str(version))
+    new_value = client.get_run(new.run_id).data.metrics.get(metric, float("inf"))
+    try:
+        current = client.get_model_version_by_alias(registered_model, alias)
+    except mlflow.exceptions.MlflowException:
+        current = None
+    if current is not None:
+        old_value = client.get_run(current.run_id).data.metrics.get(metric, float("inf"))
+        if not new_value < old_value:
+            return False
+    client.set_registered_model_alias(registered_model, alias, str(version))
+    return True
+
+
+def load_encoder_files(registered_model: str, alias: str) -> tuple[bytes, dict, str]:
+    """The aliased encoder's weights (bytes), spec and version, for broadcasting."""
+    client = MlflowClient()
+    mv = client.get_model_version_by_alias(registered_model, alias)
+    local = Path(mlflow.artifacts.download_artifacts(f"models:/{registered_model}/{mv.version}"))
+    weights = next(local.rglob("encoder.pt")).read_bytes()
+    spec = json.loads(next(local.rglob("spec.json")).read_text())
+    return weights, spec, str(mv.version)

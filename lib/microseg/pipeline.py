@@ -137,8 +137,9 @@ def train_stage(ctx: Context) -> dict:
                            "or lower sequences.min_months")
     steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size)
     cache = ctx.work_dir / "petastorm"
-    train_conv = data.make_converter(train_df, cache)
-    val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache)
+    parts = cfg.spark.shuffle_partitions
+    train_conv = data.make_converter(train_df, cache, parts)
+    val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
     spec = {"n_features": len(stats), "hidden": mcfg.hidden, "layers": mcfg.layers,
             "dropout": mcfg.dropout, "n_targets": len(TRAITS)}
 

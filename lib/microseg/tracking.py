@@ -72,35 +72,9 @@ def log_run_context(cfg: Settings, table_versions: dict[str, int]) -> None:
     mlflow.log_dict(table_versions, "table_versions.json")
 
 
-class EncoderModel(mlflow.pyfunc.PythonModel):
-    """A pyfunc that embeds customers: input column ``features`` (flat [T x F] floats,
-    any T), output column ``embedding``. Weights load with ``weights_only=True``."""
-
-    def load_context(self, context):
-        from microseg.model.networks import build_model
-        import torch
-
-        spec = json.loads(Path(context.artifacts["spec"]).read_text())
-        self.model = build_model(spec["model"])
-        state = torch.load(context.artifacts["weights"], map_location="cpu", weights_only=True)
-        self.model.load_state_dict(state)
-        self.model.eval()
-        self.n_features = spec["model"]["n_features"]
-
-    def predict(self, context, model_input, params=None):
-        import numpy as np
-        import pandas as pd
-        import torch
-
-        x = np.stack([np.asarray(v, dtype=np.float32) for v in model_input["features"]])
-        x = x.reshape(len(x), -1, self.n_features)
-        with torch.no_grad():
-            emb = self.model.embed(torch.from_numpy(x)).numpy()
-        return pd.DataFrame({"embedding": list(emb)})
-
-
 def log_encoder(state: bytes, spec: dict, example_features: list[float], registered_model: str):
-    """Log the encoder as a pyfunc (any sequence length) and register it; returns the version."""
+    """Log the encoder as a pyfunc (any sequence length; defined as code, nothing pickled)
+    and register it; returns the version."""
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp, "encoder.pt")
         weights.write_bytes(state)
@@ -110,7 +84,7 @@ def log_encoder(state: bytes, spec: dict, example_features: list[float], registe
 
         info = mlflow.pyfunc.log_model(
             name="encoder",
-            python_model=EncoderModel(),
+            python_model=str(REPO / "lib" / "microseg" / "model" / "pyfunc_entry.py"),
             artifacts={"weights": str(weights), "spec": str(spec_path)},
             code_paths=[str(REPO / "lib" / "microseg")],
             input_example=pd.DataFrame({"features": [example_features]}),

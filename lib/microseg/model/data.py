@@ -20,14 +20,23 @@ COLUMNS = ["features", "targets", "target_mask"]
 logging.getLogger("petastorm").setLevel(logging.ERROR)
 
 
-def make_converter(df: DataFrame, cache_dir: str | Path):
-    """Materialise ``df``'s training columns as a Petastorm dataset (reused if unchanged)."""
+def make_converter(df: DataFrame, cache_dir: str | Path, partitions: int):
+    """Materialise ``df``'s training columns as a Petastorm dataset (reused if unchanged).
+
+    Rows are hash-partitioned and sorted by customer so that the Parquet files, and so the
+    row groups a seeded shuffle walks through, are the same on every run.
+    """
     from petastorm.spark import SparkDatasetConverter, make_spark_converter
 
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     df.sparkSession.conf.set(SparkDatasetConverter.PARENT_CACHE_DIR_URL_CONF,
                              Path(cache_dir).resolve().as_uri())
-    return make_spark_converter(df.select(*COLUMNS))
+    ordered = df.repartition(partitions, "customer_id").sortWithinPartitions("customer_id")
+    converter = make_spark_converter(ordered.select(*COLUMNS))
+    # petastorm lists the files with Spark's inputFiles(), whose order varies from run to
+    # run; a seeded shuffle of row groups is only reproducible over a sorted list.
+    converter.file_urls = sorted(converter.file_urls)
+    return converter
 
 
 def steps_per_epoch(rows: int, batch_size: int, world: int = 1) -> int:

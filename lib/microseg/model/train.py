@@ -104,7 +104,7 @@ def train(train_conv, val_conv, spec: dict, scaling: tuple, months: int, *, epoc
             loss = masked_mse(net(x), y, mask)
             loss.backward()
             opt.step()
-            loss_sum += float(loss)
+            loss_sum += loss.item()
         row = {"epoch": epoch, "train_loss": loss_sum / steps}
         if rank == 0 and val_conv is not None:
             row.update(evaluate(model, data.all_batches(val_conv, batch_size), months))

@@ -1,0 +1,55 @@
+import pytest
+
+from microseg.config import ConfigError, load_config, parse_override
+
+
+def test_layers_merge_base_then_local():
+    cfg = load_config("local")
+    assert cfg.spark.master == "local[2]"          # from local.yaml
+    assert cfg.sequences.window_months == 24       # from base.yaml
+    assert cfg.tables.names["transactions"] == "bronze.transactions"
+
+
+def test_extra_file_and_overrides_win(tmp_path):
+    extra = tmp_path / "mine.yaml"
+    extra.write_text("model:\n  hidden: 7\n  epochs: 3\n")
+    cfg = load_config("local", [extra], {"model.epochs": 9})
+    assert (cfg.model.hidden, cfg.model.epochs) == (7, 9)
+
+
+def test_unknown_key_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  hiden: 7\n")
+    with pytest.raises(ConfigError, match=r"model\.hiden"):
+        load_config("local", [bad])
+
+
+def test_bad_value_is_named():
+    with pytest.raises(ConfigError, match=r"model\.epochs"):
+        load_config("local", overrides={"model.epochs": "many"})
+    with pytest.raises(ConfigError, match=r"generator\.start_month.*YYYY-MM"):
+        load_config("local", overrides={"generator.start_month": "2023/01"})
+
+
+def test_cross_field_rules():
+    with pytest.raises(ConfigError, match="min_months"):
+        load_config("local", overrides={"sequences.min_months": 30})
+    with pytest.raises(ConfigError, match="add up to 1"):
+        load_config("local", overrides={"sequences.split.train": 0.9})
+
+
+def test_table_names_must_be_schema_dot_table():
+    with pytest.raises(ConfigError, match="schema.table"):
+        load_config("local", overrides={"tables.names.sequences": "sequences"})
+
+
+def test_missing_environment_file_is_named():
+    with pytest.raises(ConfigError, match="nope.yaml does not exist"):
+        load_config("nope")
+
+
+def test_parse_override_reads_yaml_values():
+    assert parse_override("model.epochs=3") == ("model.epochs", 3)
+    assert parse_override("spark.master=local[1]") == ("spark.master", "local[1]")
+    with pytest.raises(ConfigError, match="key.path=value"):
+        parse_override("model.epochs")

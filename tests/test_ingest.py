@@ -43,8 +43,10 @@ def test_validate_keeps_good_rows_and_quarantines_each_reason(spark, ctx):
 def test_merge_new_is_idempotent(spark, ctx):
     classes = [c.name for c in ctx.taxonomy.classes]
     good, _ = validate(_raw(spark), "test", "b1", ["EUR"], classes)
-    v0 = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
-    v1 = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
-    assert v1 == v0                          # nothing new: Delta commits no version
+    assert ctx.tables.merge_new("transactions", good, ["source", "txn_id"]) == 2
+    assert ctx.tables.merge_new("transactions", good, ["source", "txn_id"]) == 0
     assert ctx.tables.read("transactions").count() == 2
-    assert ctx.tables.history("transactions").count() == 1
+    assert ctx.tables.history("transactions").count() == 1   # nothing new: no commit either
+    more = good.withColumn("txn_id", F.concat("txn_id", F.lit("-x")))
+    assert ctx.tables.merge_new("transactions", more.union(good), ["source", "txn_id"]) == 2
+    assert ctx.tables.read("transactions").count() == 4

@@ -67,23 +67,26 @@ def generate_stage(ctx: Context) -> dict:
 
 
 def ingest_stage(ctx: Context) -> dict:
+    """Validate the raw batch, MERGE new rows into bronze, quarantine the rest.
+
+    Accounting: rows read = rows valid + rows quarantined; of the valid rows, those whose
+    (source, txn_id) bronze already holds are counted as already present, not re-inserted.
+    """
     raw_version = ctx.tables.version("raw_transactions")
-    raw = ctx.tables.read("raw_transactions", version=raw_version)
+    raw = ctx.tables.read("raw_transactions", version=raw_version).persist()
     batch_id = f"{ctx.tables.name('raw_transactions')}@v{raw_version}"
     classes = [c.name for c in ctx.taxonomy.classes]
     good, bad = validate(raw, ctx.cfg.ingest.source, batch_id, ctx.cfg.ingest.currencies, classes)
-    ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
+    read, valid, quarantined = raw.count(), good.count(), bad.count()
+    if read != valid + quarantined:
+        raise RuntimeError(f"ingest of batch {batch_id} lost rows: read {read} != "
+                           f"valid {valid} + quarantined {quarantined}")
+    inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
     ctx.tables.merge_new("quarantine", bad, ["batch_id", "raw_row"])
-    counts = (
-        ctx.tables.read("transactions").where(F.col("batch_id") == batch_id).agg(F.count("*")).head()[0],
-        ctx.tables.read("quarantine").where(F.col("batch_id") == batch_id).agg(F.count("*")).head()[0],
-        raw.agg(F.count("*")).head()[0],
-    )
-    kept, quarantined, read = counts
-    if read != kept + quarantined:
-        raise RuntimeError(f"ingest lost rows in batch {batch_id}: read {read} != "
-                           f"kept {kept} + quarantined {quarantined}")
-    return {"rows_read": read, "rows_kept": kept, "rows_quarantined": quarantined, "batch_id": batch_id}
+    raw.unpersist()
+    return {"batch_id": batch_id, "rows_read": read, "rows_valid": valid,
+            "rows_quarantined": quarantined, "rows_inserted": inserted,
+            "rows_already_present": valid - inserted}
 
 
 def aggregate_stage(ctx: Context) -> dict:
@@ -155,7 +158,6 @@ def train_stage(ctx: Context) -> dict:
             on_epoch=lambda row: mlflow.log_metrics(
                 {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"]),
         )
-        mlflow.log_metrics({k: v for k, v in result.final.items() if k != "epoch"})
         model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
                       "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
                       "target": cfg.sequences.target}

@@ -71,9 +71,14 @@ class Tables:
         return self.version(key)
 
     def merge_new(self, key: str, df: DataFrame, keys: list[str]) -> int:
-        """Insert the rows of ``df`` whose ``keys`` are not in the table yet (idempotent)."""
+        """Insert the rows of ``df`` whose ``keys`` the table lacks; returns rows inserted.
+
+        Idempotent: merging the same rows again inserts (and commits) nothing.
+        """
         if not self.exists(key):
-            return self.overwrite(key, df)
+            self.overwrite(key, df)
+            return int(self.history(key).head()["operationMetrics"].get("numOutputRows", 0))
+        before = self.version(key)
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         (
             self._delta(key)
@@ -82,7 +87,10 @@ class Tables:
             .whenNotMatchedInsertAll()
             .execute()
         )
-        return self.version(key)
+        last = self._delta(key).history(1).head()
+        if last["version"] == before:
+            return 0
+        return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
 
     def version(self, key: str) -> int:
         return int(self._delta(key).history(1).select("version").head()[0])

@@ -39,6 +39,7 @@ def run(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(2) from None
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("py4j").setLevel(logging.WARNING)
     ctx = pipeline.Context.create(cfg)
     if stage == "all":
         pipeline.run_all(ctx, on_stage=lambda name, out: typer.echo(

@@ -24,6 +24,7 @@ help:
 	@echo "make test   run the test suite"
 	@echo "make env    create the environment (once per lock-file hash) at $(ENV_DIR)"
 	@echo "make run STAGE=<name> [ARGS='--set model.epochs=2']   run one stage"
+	@echo "make bench  speed figures -> bench/results.json (ratios against a reference in the same run)"
 
 env:
 	@bash scripts/env.sh "$(ENV_DIR)" "$(MICROSEG_CACHE)"
@@ -39,6 +40,9 @@ run: env
 
 test: env
 	$(PY) -m pytest $(ARGS)
+
+bench: env
+	$(PY) -m bench $(ARGS)
 
 clean-lakehouse:
 	rm -rf lakehouse

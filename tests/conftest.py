@@ -38,3 +38,17 @@ def cfg(tmp_path):
 @pytest.fixture
 def ctx(cfg, spark):
     return Context.create(cfg, spark)
+
+
+def canonical_rows(spark, rows):
+    """Canonical-contract rows from (customer_id, txn_id, booking_date, amount, currency,
+    category, balance_after) tuples, as an adapter would produce them."""
+    from pyspark.sql import functions as F
+
+    from microseg.sources.contract import conform
+
+    df = spark.createDataFrame(rows, "customer_id string, txn_id string, booking_date date, amount double, "
+                                     "currency string, category string, balance_after double")
+    return conform(df.select(
+        "*", F.col("category").alias("raw_category"), F.lit("test.csv").alias("source_file"),
+        F.to_json(F.struct(*df.columns)).alias("raw_row"), F.lit(None).cast("string").alias("parse_error")))

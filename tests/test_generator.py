@@ -42,3 +42,29 @@ def test_mix_weights_keep_window_totals_alike():
         assert abs(w.mean() - 0.5) < 0.05, dynamics
     assert np.ptp(mix_weights("steady", 24, rng)) == 0
     assert np.ptp(mix_weights("drifting", 24, rng)) == 1
+
+
+def test_loan_book_status_follows_the_latent_default(spark, cfg, ctx):
+    from microseg.sources.generator import loan_book
+
+    _, truth = generate(spark, cfg.generator, cfg.seed, ctx.taxonomy)
+    loans = loan_book(truth, cfg.seed).join(truth, "customer_id").toPandas()
+    assert 0.4 < len(loans) / cfg.generator.customers < 0.8
+    assert set(loans.loc[loans.loan_default == 1, "loan_status"]) <= {"B", "D"}
+    assert set(loans.loc[loans.loan_default == 0, "loan_status"]) <= {"A", "C"}
+
+
+def test_injected_bad_rows_come_back_as_their_reasons(spark, cfg):
+    from microseg import pipeline
+    from microseg.sources.generator import INJECTABLE
+
+    rates = {reason: 0.01 for reason in INJECTABLE}
+    run_cfg = cfg.with_overrides(**{"generator.bad_rows": rates, "ingest.today": "2030-01-01"})
+    ctx = pipeline.Context.create(run_cfg, spark)
+    pipeline.run_stage("generate", ctx)
+    out = pipeline.run_stage("ingest", ctx)
+    assert set(out["quarantine_reasons"]) == set(INJECTABLE)          # every kind shows up
+    assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"]
+    assert out["rows_inserted"] == out["rows_valid"]
+    # ~1% each of ~25k rows, fewer where an earlier rule claims a row first
+    assert all(n > 50 for n in out["quarantine_reasons"].values())

@@ -1,52 +1,185 @@
-import datetime as dt
+"""Files -> canonical rows -> bronze + quarantine: every bad-row kind, the accounting
+invariant, whole-file errors, idempotent re-ingest and an incremental month."""
 
+import datetime as dt
+import json
+
+import pytest
 from pyspark.sql import functions as F
 
-from microseg.prep.ingest import BRONZE_COLUMNS, validate
+from microseg import pipeline
+from microseg.prep.ingest import BRONZE_COLUMNS, QUARANTINE_COLUMNS, REASONS, validate
+from microseg.sources.contract import SourceError
+from microseg.sources.files import check_files, list_files, load_mapping, read_files
 
-D = dt.date(2024, 3, 5)
-ROWS = [
-    ("C1", "t1", D, -10.0, "EUR", "groceries", 90.0),     # good
-    ("C1", "t2", D, 2000.0, "EUR", "salary", 2090.0),     # good
-    (None, "t3", D, -1.0, "EUR", "groceries", 1.0),       # MISSING_CUSTOMER_ID
-    ("C2", " ", D, -1.0, "EUR", "groceries", 1.0),        # MISSING_TXN_ID
-    ("C2", "t5", None, -1.0, "EUR", "groceries", 1.0),    # MISSING_DATE
-    ("C2", "t6", D, None, "EUR", "groceries", 1.0),       # MISSING_AMOUNT
-    ("C2", "t7", D, -1.0, "XXX", "groceries", 1.0),       # UNKNOWN_CURRENCY
-    ("C2", "t8", D, -1.0, "EUR", "spaceships", 1.0),      # UNKNOWN_CATEGORY
-    ("C2", "t1", D, -5.0, "EUR", "groceries", 1.0),       # DUPLICATE_TXN_ID (of t1)
+HEADER = "customer_id,txn_id,booking_date,amount,currency,category,balance_after"
+GOOD = [
+    "C1,t01,2024-01-05,-10.5,EUR,groceries,100",
+    "C1,t02,2024-01-06,2000,EUR,salary,2100",
+    "C2,t03,2024-01-07,-3,EUR,charity,",
 ]
-SCHEMA = ("customer_id string, txn_id string, booking_date date, amount double, currency string, "
-          "category string, balance_after double")
+BAD = {  # one line per reason code
+    "MALFORMED_LINE": '"C3,t04,2024-01-05,-1,EUR,groceries,1',
+    "UNPARSABLE_DATE": "C3,t05,2024-13-45,-1,EUR,groceries,1",
+    "UNPARSABLE_AMOUNT": "C3,t06,2024-01-05,12.5.3,EUR,groceries,1",
+    "UNPARSABLE_BALANCE": "C3,t07,2024-01-05,-1,EUR,groceries,n/a",
+    "MISSING_CUSTOMER_ID": ",t08,2024-01-05,-1,EUR,groceries,1",
+    "MISSING_TXN_ID": "C3,,2024-01-05,-1,EUR,groceries,1",
+    "MISSING_DATE": "C3,t10,,-1,EUR,groceries,1",
+    "MISSING_AMOUNT": "C3,t11,2024-01-05,,EUR,groceries,1",
+    "DATE_OUT_OF_WINDOW": "C3,t12,1899-12-31,-1,EUR,groceries,1",
+    "DATE_IN_FUTURE": "C3,t13,2999-01-01,-1,EUR,groceries,1",
+    "ABSURD_AMOUNT": "C3,t14,2024-01-05,-99999999999,EUR,groceries,1",
+    "UNKNOWN_CURRENCY": "C3,t15,2024-01-05,-1,XXX,groceries,1",
+    "UNKNOWN_CATEGORY": "C3,t16,2024-01-05,-1,EUR,mystery_shop,1",
+    "DUPLICATE_TXN_ID": "C1,t01,2024-01-09,-99,EUR,groceries,1",
+}
 
 
-def _raw(spark):
-    return spark.createDataFrame(ROWS, SCHEMA)
+def _write(folder, name, lines):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\n".join(lines) + "\n")
 
 
-def test_validate_keeps_good_rows_and_quarantines_each_reason(spark, ctx):
-    classes = [c.name for c in ctx.taxonomy.classes]
-    good, bad = validate(_raw(spark), "test", "b1", ["EUR"], classes)
-    assert good.columns == BRONZE_COLUMNS
-    kept = {r.txn_id: r for r in good.collect()}
-    assert set(kept) == {"t1", "t2"}
-    assert kept["t1"].amount == -10.0 and kept["t1"].month == dt.date(2024, 3, 1)
-    reasons = sorted(r.reason for r in bad.collect())
-    assert reasons == sorted(["MISSING_CUSTOMER_ID", "MISSING_TXN_ID", "MISSING_DATE", "MISSING_AMOUNT",
-                              "UNKNOWN_CURRENCY", "UNKNOWN_CATEGORY", "DUPLICATE_TXN_ID"])
-    # rows in = rows kept + rows quarantined; the raw row is kept verbatim
-    assert good.count() + bad.count() == len(ROWS)
-    dup = bad.where(F.col("reason") == "DUPLICATE_TXN_ID").head()
-    assert '"amount":-5.0' in dup.raw_row and dup.batch_id == "b1"
+@pytest.fixture
+def landing(cfg, tmp_path):
+    folder = tmp_path / "landing" / "transactions"
+    _write(folder / "month=2024-01", "part-0.csv", [HEADER, *GOOD, *BAD.values()])
+    return cfg.with_overrides(**{"source.path": str(folder), "ingest.today": "2025-01-01",
+                                 "source.loans": None})
 
 
-def test_merge_new_is_idempotent(spark, ctx):
-    classes = [c.name for c in ctx.taxonomy.classes]
-    good, _ = validate(_raw(spark), "test", "b1", ["EUR"], classes)
-    assert ctx.tables.merge_new("transactions", good, ["source", "txn_id"]) == 2
-    assert ctx.tables.merge_new("transactions", good, ["source", "txn_id"]) == 0
-    assert ctx.tables.read("transactions").count() == 2
-    assert ctx.tables.history("transactions").count() == 1   # nothing new: no commit either
-    more = good.withColumn("txn_id", F.concat("txn_id", F.lit("-x")))
-    assert ctx.tables.merge_new("transactions", more.union(good), ["source", "txn_id"]) == 2
-    assert ctx.tables.read("transactions").count() == 4
+def test_every_bad_row_kind_is_quarantined_with_its_reason(spark, landing):
+    assert set(BAD) == set(REASONS)                      # the corpus covers every rule
+    ctx = pipeline.Context.create(landing, spark)
+    out = pipeline.run_stage("ingest", ctx)
+    assert out["rows_read"] == len(GOOD) + len(BAD)
+    assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"]   # nothing lost
+    assert out["rows_inserted"] == len(GOOD)
+    q = ctx.tables.read("quarantine")
+    assert q.columns == QUARANTINE_COLUMNS
+    got = {r.reason: r for r in q.collect()}
+    assert set(got) == set(BAD) and q.count() == len(BAD)
+    for reason, line in BAD.items():
+        row = got[reason]
+        assert row.source_file.endswith("part-0.csv") and row.batch_id == out["batch_id"]
+        if reason == "MALFORMED_LINE":
+            assert row.raw_row == line                    # the line itself, verbatim
+        else:
+            assert list(json.loads(row.raw_row).values()) == [v or None for v in line.split(",")]
+    bronze = ctx.tables.read("transactions")
+    assert bronze.columns == BRONZE_COLUMNS
+    kept = {r.txn_id: r for r in bronze.collect()}
+    assert set(kept) == {"t01", "t02", "t03"}
+    assert kept["t01"].amount == -10.5 and kept["t01"].month == dt.date(2024, 1, 1)
+    assert kept["t03"].balance_after is None               # optional and empty: kept
+
+
+def test_reingest_adds_nothing_and_a_new_month_appends_only_its_rows(spark, landing):
+    ctx = pipeline.Context.create(landing, spark)
+    first = pipeline.run_stage("ingest", ctx)
+    again = pipeline.run_stage("ingest", ctx)
+    assert again["batch_id"] == first["batch_id"]
+    assert again["rows_inserted"] == 0 and again["rows_already_present"] == first["rows_valid"]
+    assert ctx.tables.read("transactions").count() == first["rows_inserted"]
+    assert ctx.tables.read("quarantine").count() == first["rows_quarantined"]   # replaced, not doubled
+    # a new month's file lands beside the old one: only its rows are inserted
+    folder = ctx.cfg.data_path(ctx.cfg.source.path)
+    from pathlib import Path
+
+    _write(Path(folder) / "month=2024-02", "part-0.csv",
+           [HEADER, "C1,t20,2024-02-03,-7,EUR,dining,93", "C2,t21,2024-02-04,-8,EUR,pets,"])
+    third = pipeline.run_stage("ingest", ctx)
+    assert third["batch_id"] != first["batch_id"]
+    assert third["rows_inserted"] == 2 and third["rows_already_present"] == first["rows_valid"]
+    assert ctx.tables.read("transactions").select("txn_id").distinct().count() == first["rows_inserted"] + 2
+
+
+def test_unknown_category_can_be_kept_as_unclassified(spark, landing):
+    cfg = landing.with_overrides(**{"ingest.unknown_category": "unclassified"})
+    ctx = pipeline.Context.create(cfg, spark)
+    out = pipeline.run_stage("ingest", ctx)
+    assert "UNKNOWN_CATEGORY" not in out["quarantine_reasons"]
+    row = ctx.tables.read("transactions").where(F.col("txn_id") == "t16").head()
+    assert row.txn_class == "unclassified" and row.raw_category == "mystery_shop"
+    assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"]
+
+
+def test_validate_applies_the_date_window(spark, ctx):
+    from tests.conftest import canonical_rows
+
+    rows = canonical_rows(spark, [("C1", "a", dt.date(2023, 12, 31), -1.0, "EUR", "groceries", None),
+                                  ("C1", "b", dt.date(2024, 3, 31), -1.0, "EUR", "groceries", None),
+                                  ("C1", "c", dt.date(2024, 4, 1), -1.0, "EUR", "groceries", None)])
+    rules = type(ctx.cfg.ingest).model_validate(
+        {**ctx.cfg.ingest.model_dump(), "date_window": {"start": "2024-01", "end": "2024-03"}})
+    good, bad = validate(rows, "s", "b", rules, [c.name for c in ctx.taxonomy.classes], dt.date(2025, 1, 1))
+    assert [r.txn_id for r in good.collect()] == ["b"]
+    assert sorted((r.txn_id, r.reason) for r in bad.collect()) == [
+        ("a", "DATE_OUT_OF_WINDOW"), ("c", "DATE_OUT_OF_WINDOW")]
+
+
+def test_a_file_missing_a_required_column_fails_naming_file_and_column(spark, cfg, tmp_path):
+    folder = tmp_path / "in"
+    _write(folder, "x.csv", ["customer_id,txn_id,amount,currency,category", "C1,t1,-1,EUR,groceries"])
+    mapping = load_mapping("conf/sources/generated.yaml")
+    files = check_files(list_files(spark, str(folder)), str(folder), "csv")
+    with pytest.raises(SourceError, match=r"x\.csv: required column 'booking_date'"):
+        read_files(spark, files, mapping)
+
+
+def test_empty_and_wrong_format_files_fail_before_anything_is_written(spark, cfg, tmp_path):
+    folder = tmp_path / "in"
+    _write(folder, "good.csv", [HEADER, *GOOD])
+    (folder / "empty.csv").write_text("")
+    run_cfg = cfg.with_overrides(**{"source.path": str(folder), "source.loans": None})
+    ctx = pipeline.Context.create(run_cfg, spark)
+    with pytest.raises(SourceError, match=r"empty\.csv: file is empty"):
+        pipeline.run_stage("ingest", ctx)
+    (folder / "empty.csv").unlink()
+    (folder / "notes.json").write_text("{}")
+    with pytest.raises(SourceError, match=r"notes\.json: not a csv file"):
+        pipeline.run_stage("ingest", ctx)
+    assert not ctx.tables.exists("transactions") and not ctx.tables.exists("quarantine")
+    with pytest.raises(SourceError, match="no files at"):
+        check_files([], "/nowhere", "csv")
+
+
+def test_a_card_feed_coded_by_mcc_reads_through_a_mapping(spark, cfg, tmp_path):
+    folder = tmp_path / "cards"
+    _write(folder, "cards.csv", [
+        "card_holder;auth_id;posted;amount;mcc",
+        "C1;a1;05.01.2024;12.50;5411",
+        "C1;a2;06.01.2024;40.00;5813",
+        "C2;a3;07.01.2024;9.99;0742",
+        "C2;a4;07.01.2024;5.00;abc",
+    ])
+    run_cfg = cfg.with_overrides(**{"source.path": str(folder), "source.mapping": "conf/sources/card_mcc.yaml",
+                                    "source.loans": None, "ingest.today": "2025-01-01"})
+    ctx = pipeline.Context.create(run_cfg, spark)
+    out = pipeline.run_stage("ingest", ctx)
+    assert out["batch_id"].startswith("card_mcc:")
+    rows = {r.txn_id: (r.txn_class, r.amount, r.raw_category) for r in ctx.tables.read("transactions").collect()}
+    assert rows == {"a1": ("groceries", -12.5, "5411"), "a2": ("pubs_bars", -40.0, "5813"),
+                    "a3": ("pets", -9.99, "0742")}
+    assert out["quarantine_reasons"] == {"UNKNOWN_CATEGORY": 1}
+
+
+def test_monthly_statements_become_two_transactions_each(spark, cfg, tmp_path):
+    folder = tmp_path / "statements"
+    _write(folder, "s.csv", ["account,period,closing_balance,payments_in,bills_paid",
+                             "A1,2024-01,1500,2000,500", "A1,2024-02,1200,0,300", "A2,2024-13,1,1,1"])
+    run_cfg = cfg.with_overrides(**{"source.adapter": "statements", "source.path": str(folder),
+                                    "source.mapping": "conf/sources/statements.yaml", "source.loans": None,
+                                    "ingest.today": "2025-01-01"})
+    ctx = pipeline.Context.create(run_cfg, spark)
+    out = pipeline.run_stage("ingest", ctx)
+    assert out["rows_read"] == 6 and out["quarantine_reasons"] == {"UNPARSABLE_DATE": 2}
+    rows = {r.txn_id: (str(r.booking_date), r.amount, r.txn_class, r.balance_after)
+            for r in ctx.tables.read("transactions").collect()}
+    assert rows == {
+        "A1-2024-01-in": ("2024-01-01", 2000.0, "transfer_in", None),
+        "A1-2024-01-out": ("2024-01-31", -500.0, "utilities", 1500.0),
+        "A1-2024-02-in": ("2024-02-01", 0.0, "transfer_in", None),
+        "A1-2024-02-out": ("2024-02-29", -300.0, "utilities", 1200.0),
+    }

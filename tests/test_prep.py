@@ -9,6 +9,7 @@ from pyspark.sql import functions as F
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import validate
 from microseg.taxonomy import TRAITS
+from tests.conftest import canonical_rows
 
 JAN, FEB, MAR = dt.date(2024, 1, 1), dt.date(2024, 2, 1), dt.date(2024, 3, 1)
 RAW = [
@@ -19,14 +20,12 @@ RAW = [
     ("C1", "a5", dt.date(2024, 2, 2), -50.0, "EUR", "charity", 1350.0),
     ("C2", "b1", dt.date(2024, 3, 4), -20.0, "EUR", "gambling", -20.0),
 ]
-SCHEMA = ("customer_id string, txn_id string, booking_date date, amount double, currency string, "
-          "category string, balance_after double")
 
 
 @pytest.fixture
 def silver(spark, ctx):
     classes = [c.name for c in ctx.taxonomy.classes]
-    tx, _ = validate(spark.createDataFrame(RAW, SCHEMA), "t", "b", ["EUR"], classes)
+    tx, _ = validate(canonical_rows(spark, RAW), "t", "b", ctx.cfg.ingest, classes, dt.date(2025, 1, 1))
     kinds = aggregate.class_kinds(spark, ctx.taxonomy)
     spend = aggregate.monthly_spend(tx, kinds)
     account = aggregate.monthly_account(tx)

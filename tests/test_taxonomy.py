@@ -35,7 +35,7 @@ def _write(tmp_path, classes):
     ([{"name": "a", "kind": "spend", "big5": [0, 0, 0, 0, 0]},
       {"name": "a", "kind": "spend", "big5": [0, 0, 0, 0, 0]}], "duplicate class names"),
     ([{"name": "a", "kind": "spend"}], "needs 5 big5"),
-    ([{"name": "a", "kind": "income", "big5": [0, 0, 0, 0, 0]}], "no big5"),
+    ([{"name": "a", "kind": "income", "big5": [0, 0, 0, 0, 0]}], "carries no big5"),
 ])
 def test_bad_taxonomy_fails_with_reason(tmp_path, classes, message):
     with pytest.raises(ConfigError, match=message):

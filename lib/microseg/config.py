@@ -56,6 +56,20 @@ class GeneratorConfig(_Strict):
     micro_per_group: int = Field(3, ge=1, le=4)
     tx_per_month: float = Field(18, gt=0)
     partitions: int = Field(8, ge=1)
+    landing: str = "{root}/landing"              # where the raw files are written
+    bad_rows: dict[str, float] = {}              # reason code -> share of rows to spoil
+
+    @field_validator("bad_rows")
+    @classmethod
+    def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        from microseg.sources.generator import INJECTABLE
+
+        for reason, rate in rates.items():
+            if reason not in INJECTABLE:
+                raise ValueError(f"cannot inject {reason!r}; choose from {sorted(INJECTABLE)}")
+            if not 0 <= rate <= 0.5:
+                raise ValueError(f"{reason}: rate {rate} must be within [0, 0.5]")
+        return rates
 
     @field_validator("start_month")
     @classmethod
@@ -65,9 +79,32 @@ class GeneratorConfig(_Strict):
         return v
 
 
+class SourceConfig(_Strict):
+    adapter: Literal["files", "berka", "statements"] = "files"
+    path: str = "{root}/landing/transactions"   # file, folder or glob; {root}: tables.root
+    mapping: str = "conf/sources/generated.yaml"
+    loans: str | None = "{root}/landing/loans"   # loan book (customer_id, loan_status); null: none
+    default_statuses: list[str] = ["B", "D"]     # loan statuses that count as default
+
+
+class DateWindow(_Strict):
+    start: str = "2000-01"
+    end: str | None = None                       # null: no upper bound but today
+
+    @field_validator("start", "end")
+    @classmethod
+    def _month(cls, v: str | None) -> str | None:
+        if v is not None and not MONTH.match(v):
+            raise ValueError(f"{v!r} is not a month; write 'YYYY-MM'")
+        return v
+
+
 class IngestConfig(_Strict):
-    source: str = "generator"          # recorded on every bronze row
-    currencies: list[str] = ["EUR"]    # anything else is quarantined
+    currencies: list[str] = ["EUR"]              # anything else is quarantined
+    date_window: DateWindow = DateWindow()
+    today: str | None = None                     # "YYYY-MM-DD" pins "the future"; null: the run date
+    max_abs_amount: float = Field(10_000_000, gt=0)
+    unknown_category: Literal["quarantine", "unclassified"] = "quarantine"
 
 
 class SplitConfig(_Strict):
@@ -108,6 +145,10 @@ class ModelConfig(_Strict):
     steps_per_epoch: int | None = Field(None, ge=1)
 
 
+class LabelsConfig(_Strict):
+    liquidity_classes: int = Field(5, ge=2)
+
+
 class SegmentConfig(_Strict):
     algorithm: Literal["kmeans", "bisecting_kmeans"] = "kmeans"
     k: int = Field(12, ge=2)
@@ -123,11 +164,14 @@ class MlflowConfig(_Strict):
 
 class Settings(_Strict):
     seed: int = 42
+    stages: list[str] | None = None   # what `run --stage all` runs; null: every stage
     spark: SparkConfig = SparkConfig()
     tables: TablesConfig
     taxonomy: str = "conf/taxonomy.yaml"
     generator: GeneratorConfig = GeneratorConfig()
+    source: SourceConfig = SourceConfig()
     ingest: IngestConfig = IngestConfig()
+    labels: LabelsConfig = LabelsConfig()
     sequences: SequencesConfig = SequencesConfig()
     model: ModelConfig = ModelConfig()
     segment: SegmentConfig = SegmentConfig()
@@ -138,6 +182,17 @@ class Settings(_Strict):
         if self.sequences.min_months > self.sequences.window_months:
             raise ValueError("sequences.min_months must not exceed sequences.window_months")
         return self
+
+    def data_path(self, template: str) -> str:
+        """A data location: ``{root}`` becomes the lakehouse folder, ``{project}`` this
+        project's folder (both absolute)."""
+        return (template.replace("{root}", str(Path(self.tables.root).resolve()))
+                .replace("{project}", str(CONF_DIR.parent)))
+
+    def conf_path(self, path: str) -> Path:
+        """A config file: relative paths are taken from the project root."""
+        p = Path(path)
+        return p if p.is_absolute() or p.exists() else CONF_DIR.parent / p
 
     def with_overrides(self, **dotted: Any) -> Settings:
         """A copy with ``{"a.b": value}`` overrides applied and validated again."""

@@ -7,6 +7,8 @@ be re-run: outputs are replaced atomically (Delta overwrite) or merged on keys.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -57,36 +59,45 @@ class Stage:
 
 
 def generate_stage(ctx: Context) -> dict:
-    from microseg.sources.generator import generate
+    from microseg.sources import generator
 
-    tx, truth = generate(ctx.spark, ctx.cfg.generator, ctx.cfg.seed, ctx.taxonomy)
-    ctx.tables.overwrite("raw_transactions", tx)
+    cfg = ctx.cfg.generator
+    tx, truth = generator.generate(ctx.spark, cfg, ctx.cfg.seed, ctx.taxonomy)
     ctx.tables.overwrite("ground_truth", truth)
-    return {"customers": ctx.cfg.generator.customers,
-            "raw_version": ctx.tables.version("raw_transactions")}
+    truth = ctx.tables.read("ground_truth")
+    landing = ctx.cfg.data_path(cfg.landing)
+    generator.write_landing(tx, generator.loan_book(truth, ctx.cfg.seed), landing, cfg.bad_rows, ctx.cfg.seed)
+    return {"customers": cfg.customers, "landing": landing}
 
 
 def ingest_stage(ctx: Context) -> dict:
-    """Validate the raw batch, MERGE new rows into bronze, quarantine the rest.
+    """Read the configured source, MERGE valid rows into bronze, quarantine the rest.
 
     Accounting: rows read = rows valid + rows quarantined; of the valid rows, those whose
     (source, txn_id) bronze already holds are counted as already present, not re-inserted.
+    The batch's quarantine rows replace any from an earlier run of the same batch.
     """
-    raw_version = ctx.tables.version("raw_transactions")
-    raw = ctx.tables.read("raw_transactions", version=raw_version).persist()
-    batch_id = f"{ctx.tables.name('raw_transactions')}@v{raw_version}"
+    from microseg.sources.registry import read_batch
+
+    rules = ctx.cfg.ingest
+    batch = read_batch(ctx.spark, ctx.cfg, ctx.taxonomy)
+    today = dt.date.fromisoformat(rules.today) if rules.today else dt.date.today()
+    ctx.tables.commit_note = json.dumps({"stage": "ingest", "batch_id": batch.batch_id,
+                                         "code_version": tracking.code_version()})
+    rows = batch.rows.persist()
     classes = [c.name for c in ctx.taxonomy.classes]
-    good, bad = validate(raw, ctx.cfg.ingest.source, batch_id, ctx.cfg.ingest.currencies, classes)
-    read, valid, quarantined = raw.count(), good.count(), bad.count()
+    good, bad = validate(rows, batch.source, batch.batch_id, rules, classes, today)
+    read, valid, quarantined = rows.count(), good.count(), bad.count()
     if read != valid + quarantined:
-        raise RuntimeError(f"ingest of batch {batch_id} lost rows: read {read} != "
+        raise RuntimeError(f"ingest of batch {batch.batch_id} lost rows: read {read} != "
                            f"valid {valid} + quarantined {quarantined}")
     inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
-    ctx.tables.merge_new("quarantine", bad, ["batch_id", "raw_row"])
-    raw.unpersist()
-    return {"batch_id": batch_id, "rows_read": read, "rows_valid": valid,
-            "rows_quarantined": quarantined, "rows_inserted": inserted,
-            "rows_already_present": valid - inserted}
+    ctx.tables.replace_where("quarantine", bad, f"batch_id = '{batch.batch_id}'")
+    reasons = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}  # <= 14 rows
+    rows.unpersist()
+    return {"batch_id": batch.batch_id, "files": len(batch.files), "rows_read": read,
+            "rows_valid": valid, "rows_quarantined": quarantined, "rows_inserted": inserted,
+            "rows_already_present": valid - inserted, "quarantine_reasons": reasons}
 
 
 def aggregate_stage(ctx: Context) -> dict:
@@ -95,6 +106,16 @@ def aggregate_stage(ctx: Context) -> dict:
     ctx.tables.overwrite("monthly_spend", aggregate.monthly_spend(tx, kinds))
     ctx.tables.overwrite("monthly_account", aggregate.monthly_account(tx))
     return {"monthly_spend_version": ctx.tables.version("monthly_spend")}
+
+
+def labels_stage(ctx: Context) -> dict:
+    from microseg.prep.labels import customer_labels
+    from microseg.sources.registry import read_loans
+
+    loans = read_loans(ctx.spark, ctx.cfg)
+    out = customer_labels(ctx.tables.read("monthly_account"), loans, ctx.cfg.labels.liquidity_classes)
+    ctx.tables.overwrite("labels", out)
+    return {"labels_version": ctx.tables.version("labels"), "has_loans": loans is not None}
 
 
 def personality_stage(ctx: Context) -> dict:
@@ -114,10 +135,10 @@ def sequences_stage(ctx: Context) -> dict:
         ctx.spark, ctx.tables.read("monthly_spend"), account, ctx.tables.read("personality"),
         classes, months, cfg.target).persist()
     seqs = sequences.build_sequences(per_month, cfg, ctx.cfg.seed, as_of)
-    ctx.tables.overwrite("sequences", seqs)
-    stats = sequences.feature_stats(per_month, ctx.tables.read("sequences"),
+    version = ctx.tables.overwrite("sequences", seqs)
+    stats = sequences.feature_stats(per_month, ctx.tables.read("sequences", version=version),
                                     sequences.feature_names(classes))
-    ctx.tables.overwrite("feature_stats", stats)
+    ctx.tables.overwrite("feature_stats", stats.withColumn("sequences_version", F.lit(version)))
     per_month.unpersist()
     return {"as_of": str(as_of), "sequences_version": ctx.tables.version("sequences")}
 
@@ -131,7 +152,11 @@ def train_stage(ctx: Context) -> dict:
     cfg, mcfg = ctx.cfg, ctx.cfg.model
     seq_version = ctx.tables.version("sequences")
     seqs = ctx.tables.read("sequences", version=seq_version).where("eligible")
-    stats = ctx.tables.read("feature_stats").orderBy("index").select("mean", "std").toPandas()
+    stats = ctx.tables.read("feature_stats").where(F.col("sequences_version") == seq_version)
+    stats = stats.orderBy("index").select("mean", "std").toPandas()   # one row per feature
+    if stats.empty:
+        raise RuntimeError(f"gold.feature_stats was not fitted on {ctx.tables.name('sequences')} "
+                           f"version {seq_version}; re-run the sequences stage")
     months = cfg.sequences.window_months
     train_df = seqs.where(F.col("split") == "train")
     n_train = train_df.count()
@@ -216,12 +241,14 @@ def summary_stage(ctx: Context) -> dict:
 STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
-        Stage("generate", generate_stage, (), ("raw_transactions", "ground_truth"),
-              "synthetic bank with planted segments"),
-        Stage("ingest", ingest_stage, ("raw_transactions",), ("transactions", "quarantine"),
-              "validate raw rows into bronze; quarantine the rest"),
+        Stage("generate", generate_stage, (), ("ground_truth",),
+              "synthetic bank: landing files, loan book, planted ground truth"),
+        Stage("ingest", ingest_stage, (), ("transactions", "quarantine"),
+              "read the source, validate into bronze; quarantine the rest"),
         Stage("aggregate", aggregate_stage, ("transactions",), ("monthly_spend", "monthly_account"),
               "monthly spend per class and account totals"),
+        Stage("labels", labels_stage, ("monthly_account",), ("labels",),
+              "loan default and liquidity index per customer"),
         Stage("personality", personality_stage, ("monthly_spend",), ("personality",),
               "spending personality per customer-month"),
         Stage("sequences", sequences_stage, ("monthly_spend", "monthly_account", "personality"),
@@ -241,6 +268,7 @@ def run_stage(name: str, ctx: Context) -> dict:
     if name not in STAGES:
         raise KeyError(f"unknown stage {name!r}; stages: {', '.join(STAGES)} or 'all'")
     start = time.perf_counter()
+    ctx.tables.commit_note = json.dumps({"stage": name, "code_version": tracking.code_version()})
     out = STAGES[name].run(ctx)
     out["seconds"] = round(time.perf_counter() - start, 2)
     log.info("stage %s done in %.1f s: %s", name, out["seconds"], out)
@@ -248,8 +276,14 @@ def run_stage(name: str, ctx: Context) -> dict:
 
 
 def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+    """Every stage in order, or the ``stages`` list of the config (e.g. no ``generate``
+    for a real source)."""
+    names = ctx.cfg.stages or list(STAGES)
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise KeyError(f"config key stages: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
     results = {}
-    for name in STAGES:
+    for name in names:
         results[name] = run_stage(name, ctx)
         if on_stage:
             on_stage(name, results[name])

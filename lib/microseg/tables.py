@@ -18,6 +18,7 @@ class Tables:
     def __init__(self, spark: SparkSession, cfg: Settings):
         self.spark = spark
         self.cfg = cfg.tables
+        self.commit_note: str | None = None   # recorded as userMetadata on every commit
 
     def name(self, key: str) -> str:
         try:
@@ -62,8 +63,23 @@ class Tables:
     def overwrite(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> int:
         """Replace the table's content in one atomic commit; returns the new version."""
         writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+        if self.commit_note:
+            writer = writer.option("userMetadata", self.commit_note)
         if partition_by:
             writer = writer.partitionBy(*partition_by)
+        if self.cfg.catalog:
+            writer.saveAsTable(self.location(key))
+        else:
+            writer.save(self.location(key))
+        return self.version(key)
+
+    def replace_where(self, key: str, df: DataFrame, condition: str) -> int:
+        """Atomically replace the rows matching ``condition`` with ``df``; returns the version."""
+        if not self.exists(key):
+            return self.overwrite(key, df)
+        writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition)
+        if self.commit_note:
+            writer = writer.option("userMetadata", self.commit_note)
         if self.cfg.catalog:
             writer.saveAsTable(self.location(key))
         else:
@@ -80,13 +96,19 @@ class Tables:
             return int(self.history(key).head()["operationMetrics"].get("numOutputRows", 0))
         before = self.version(key)
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        (
-            self._delta(key)
-            .alias("t")
-            .merge(df.alias("s"), cond)
-            .whenNotMatchedInsertAll()
-            .execute()
-        )
+        meta_key = "spark.databricks.delta.commitInfo.userMetadata"
+        if self.commit_note:
+            self.spark.conf.set(meta_key, self.commit_note)
+        try:
+            (
+                self._delta(key)
+                .alias("t")
+                .merge(df.alias("s"), cond)
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        finally:
+            self.spark.conf.unset(meta_key)
         last = self._delta(key).history(1).head()
         if last["version"] == before:
             return 0

@@ -16,7 +16,7 @@ TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neu
 class TransactionClass(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     name: str
-    kind: Literal["spend", "income"]
+    kind: Literal["spend", "income", "other"]
     big5: tuple[float, float, float, float, float] | None = None
 
     @model_validator(mode="after")
@@ -28,7 +28,7 @@ class TransactionClass(BaseModel):
             if bad:
                 raise ValueError(f"class {self.name!r}: big5 values {bad} are outside [-1, 1]")
         elif self.big5 is not None:
-            raise ValueError(f"class {self.name!r}: an income class carries no big5 coefficients")
+            raise ValueError(f"class {self.name!r}: a {self.kind} class carries no big5 coefficients")
         return self
 
 

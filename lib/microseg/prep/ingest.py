@@ -1,74 +1,113 @@
-"""Raw source rows -> validated bronze transactions, and a quarantine for the rest.
+"""Canonical source rows -> validated bronze transactions, and a quarantine for the rest.
 
-Every rejected row is kept verbatim (as JSON) with a reason code, so that
-rows read = rows valid + rows quarantined, always.
+Every rejected row is kept verbatim with a reason code and its source file, so that
+rows read = rows valid + rows quarantined, always. Reasons, first match wins:
 """
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from microseg.config import IngestConfig
+
 REASONS = {
+    "MALFORMED_LINE": "the line does not split into the file's columns (quotes, delimiter, field count)",
+    "UNPARSABLE_DATE": "booking_date is not a date in the mapping's format",
+    "UNPARSABLE_AMOUNT": "amount is not a number",
+    "UNPARSABLE_BALANCE": "balance_after is given but not a number",
     "MISSING_CUSTOMER_ID": "customer_id is empty",
     "MISSING_TXN_ID": "txn_id is empty",
-    "MISSING_DATE": "booking_date is empty or not a date",
-    "MISSING_AMOUNT": "amount is empty or not a number",
+    "MISSING_DATE": "booking_date is empty",
+    "MISSING_AMOUNT": "amount is empty or not finite",
+    "DATE_OUT_OF_WINDOW": "booking_date is outside ingest.date_window",
+    "DATE_IN_FUTURE": "booking_date is after today (or ingest.today)",
+    "ABSURD_AMOUNT": "|amount| exceeds ingest.max_abs_amount",
     "UNKNOWN_CURRENCY": "currency is not in ingest.currencies",
-    "UNKNOWN_CATEGORY": "category is not a class of the taxonomy",
+    "UNKNOWN_CATEGORY": "the category code maps to no taxonomy class",
     "DUPLICATE_TXN_ID": "txn_id repeats within the batch (the first row is kept)",
 }
+__doc__ += "\n".join(f"- ``{k}``: {v}" for k, v in REASONS.items())
 
 BRONZE_COLUMNS = ["customer_id", "txn_id", "booking_date", "month", "amount", "currency",
-                  "txn_class", "balance_after", "source", "batch_id"]
+                  "txn_class", "raw_category", "balance_after", "source", "source_file", "batch_id"]
+QUARANTINE_COLUMNS = ["source", "batch_id", "source_file", "txn_id", "reason", "raw_row"]
 
 
 def _blank(col: Column) -> Column:
-    return col.isNull() | (F.trim(col.cast("string")) == "")
+    return col.isNull() | (F.trim(col) == "")
 
 
-def _reason(currencies: list[str], classes: list[str]) -> Column:
+def _month_start(text: str) -> dt.date:
+    year, month = map(int, text.split("-"))
+    return dt.date(year, month, 1)
+
+
+def _window_end(text: str | None) -> dt.date | None:
+    if text is None:
+        return None
+    start = _month_start(text)
+    return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
+
+
+def _reason(rules: IngestConfig, classes: list[str], today: dt.date) -> Column:
     """The first rule a row breaks, or null."""
+    date, amount = F.col("booking_date"), F.col("amount")
+    start, end = _month_start(rules.date_window.start), _window_end(rules.date_window.end)
+    out_of_window = date < F.lit(start)
+    if end is not None:
+        out_of_window = out_of_window | (date > F.lit(end))
+    unknown_category = F.col("category").isNull() | ~F.col("category").isin(classes)
+    if rules.unknown_category == "unclassified":
+        unknown_category = F.lit(False)
     return (
-        F.when(_blank(F.col("customer_id")), "MISSING_CUSTOMER_ID")
+        F.when(F.col("parse_error").isNotNull(), F.col("parse_error"))
+        .when(_blank(F.col("customer_id")), "MISSING_CUSTOMER_ID")
         .when(_blank(F.col("txn_id")), "MISSING_TXN_ID")
-        .when(F.col("booking_date").isNull(), "MISSING_DATE")
-        .when(F.col("amount").isNull() | F.isnan("amount"), "MISSING_AMOUNT")
-        .when(~F.col("currency").isin(currencies), "UNKNOWN_CURRENCY")
-        .when(~F.col("category").isin(classes), "UNKNOWN_CATEGORY")
+        .when(date.isNull(), "MISSING_DATE")
+        .when(amount.isNull() | F.isnan(amount) | (F.abs(amount) == float("inf")), "MISSING_AMOUNT")
+        .when(out_of_window, "DATE_OUT_OF_WINDOW")
+        .when(date > F.lit(today), "DATE_IN_FUTURE")
+        .when(F.abs(amount) > rules.max_abs_amount, "ABSURD_AMOUNT")
+        .when(F.col("currency").isNull() | ~F.col("currency").isin(rules.currencies), "UNKNOWN_CURRENCY")
+        .when(unknown_category, "UNKNOWN_CATEGORY")
     )
 
 
-def validate(raw: DataFrame, source: str, batch_id: str, currencies: list[str],
-             classes: list[str]) -> tuple[DataFrame, DataFrame]:
-    """Split raw rows into (bronze rows, quarantine rows)."""
-    first = Window.partitionBy("txn_id").orderBy("booking_date", "amount", "customer_id", "category")
+def validate(rows: DataFrame, source: str, batch_id: str, rules: IngestConfig, classes: list[str],
+             today: dt.date) -> tuple[DataFrame, DataFrame]:
+    """Split canonical rows into (bronze rows, quarantine rows)."""
+    first = Window.partitionBy("txn_id").orderBy("source_file", "booking_date", "amount", "raw_row")
+    category = F.col("category")
+    if rules.unknown_category == "unclassified":
+        category = F.when(category.isin(classes), category).otherwise("unclassified")
     checked = (
-        raw.withColumn("_raw", F.to_json(F.struct(*[F.col(c) for c in raw.columns])))
-        .withColumn("_reason", _reason(currencies, classes))
+        rows.withColumn("_reason", _reason(rules, classes, today))
         .withColumn("_n", F.when(F.col("_reason").isNull(), F.row_number().over(first)))
         .withColumn("_reason", F.coalesce("_reason", F.when(F.col("_n") > 1, "DUPLICATE_TXN_ID")))
     )
-    good = (
-        checked.where(F.col("_reason").isNull())
-        .select(
-            F.col("customer_id").cast("string"),
-            F.col("txn_id").cast("string"),
-            F.col("booking_date").cast("date"),
-            F.trunc("booking_date", "month").alias("month"),
-            F.col("amount").cast("double"),
-            F.col("currency"),
-            F.col("category").alias("txn_class"),
-            F.col("balance_after").cast("double"),
-            F.lit(source).alias("source"),
-            F.lit(batch_id).alias("batch_id"),
-        )
+    good = checked.where(F.col("_reason").isNull()).select(
+        F.trim("customer_id").alias("customer_id"),
+        F.trim("txn_id").alias("txn_id"),
+        "booking_date",
+        F.trunc("booking_date", "month").alias("month"),
+        "amount",
+        "currency",
+        category.alias("txn_class"),
+        "raw_category",
+        "balance_after",
+        F.lit(source).alias("source"),
+        "source_file",
+        F.lit(batch_id).alias("batch_id"),
     )
     bad = checked.where(F.col("_reason").isNotNull()).select(
         F.lit(source).alias("source"),
         F.lit(batch_id).alias("batch_id"),
-        F.col("txn_id").cast("string").alias("txn_id"),
+        "source_file",
+        "txn_id",
         F.col("_reason").alias("reason"),
-        F.col("_raw").alias("raw_row"),
+        "raw_row",
     )
     return good, bad

@@ -9,6 +9,12 @@ time* while their window totals stay alike:
 - ``seasonal``: swings between the two mixes with a 6-month period;
 - ``regime``: switches from one mix to the other at a month in the middle third.
 
+On top of that: a salary day per customer, rent and utility bills, seasonality (December
+and summer), lognormal amounts per class, late joiners (short histories) and life events
+(an income change at a random month). Output: CSV files per month in the landing folder
+(the canonical layout, read through ``conf/sources/generated.yaml``), a loan book, and the
+ground truth in its own table, which the pipeline never reads.
+
 Each customer is generated from ``numpy.random.default_rng([seed, customer_index, k])``,
 so the output does not depend on partitioning. Loan default is drawn from the latent state.
 """
@@ -20,6 +26,7 @@ from collections.abc import Iterator
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import (
     DateType,
     DoubleType,
@@ -57,6 +64,25 @@ TRUTH_SCHEMA = StructType(
         StructField("loan_default", IntegerType(), False),
     ]
 )
+
+
+# Bad rows the generator can inject (reason code -> how the CSV field is spoiled).
+INJECTABLE = {
+    "MALFORMED_LINE": ("customer_id", lambda c: F.concat(F.lit('"'), c)),  # unterminated quote
+    "UNPARSABLE_DATE": ("booking_date", lambda c: F.lit("2024-13-45")),
+    "UNPARSABLE_AMOUNT": ("amount", lambda c: F.lit("12.5.3")),
+    "UNPARSABLE_BALANCE": ("balance_after", lambda c: F.lit("n/a")),
+    "MISSING_CUSTOMER_ID": ("customer_id", lambda c: F.lit(None)),
+    "MISSING_TXN_ID": ("txn_id", lambda c: F.lit(None)),
+    "MISSING_DATE": ("booking_date", lambda c: F.lit(None)),
+    "MISSING_AMOUNT": ("amount", lambda c: F.lit(None)),
+    "DATE_OUT_OF_WINDOW": ("booking_date", lambda c: F.lit("1899-12-31")),
+    "DATE_IN_FUTURE": ("booking_date", lambda c: F.lit("2999-01-01")),
+    "ABSURD_AMOUNT": ("amount", lambda c: F.lit("-99999999999")),
+    "UNKNOWN_CURRENCY": ("currency", lambda c: F.lit("XXX")),
+    "UNKNOWN_CATEGORY": ("category", lambda c: F.lit("mystery_shop")),
+    "DUPLICATE_TXN_ID": (None, None),                                   # the row is written twice
+}
 
 
 def customer_id(index: int) -> str:
@@ -99,6 +125,11 @@ def latent_state(index: int, cfg: GeneratorConfig, seed: int) -> dict:
     spend_ratio = float(rng.uniform(0.6, 1.0))
     buffer = float(rng.uniform(0.2, 3.0))  # opening balance in months of income
     weights = mix_weights(dynamics, cfg.months, rng)
+    salary_day = int(rng.integers(1, 29))
+    rent_share = float(rng.uniform(0.15, 0.35))
+    # Life event for 10%: from a random month on, income changes by -50%..+50%.
+    event_month = int(rng.integers(cfg.months // 4, cfg.months)) if rng.random() < 0.1 else cfg.months
+    event_factor = float(rng.uniform(0.5, 1.5))
     # Default risk rises with volatile dynamics, a high spend ratio and a thin buffer.
     logit = (-3.0 + 2.5 * (spend_ratio - 0.8) / 0.2 - 0.8 * np.log(buffer + 0.1)
              + (0.9 if dynamics in ("seasonal", "regime") else 0.0))
@@ -108,7 +139,12 @@ def latent_state(index: int, cfg: GeneratorConfig, seed: int) -> dict:
         "first_month": first, "monthly_income": round(income, 2),
         "loan_default": int(rng.random() < 1 / (1 + np.exp(-logit))),
         "_spend_ratio": spend_ratio, "_buffer": buffer, "_weights": weights,
+        "_salary_day": salary_day, "_rent_share": rent_share,
+        "_event_month": event_month, "_event_factor": event_factor,
     }
+
+
+SEASON = np.array([0.95, 0.9, 1.0, 1.0, 1.0, 1.05, 1.15, 1.15, 1.0, 1.0, 1.05, 1.3])  # Jan..Dec
 
 
 def customer_transactions(
@@ -116,28 +152,34 @@ def customer_transactions(
     income_class: str, base: np.ndarray, alt: np.ndarray, class_size: np.ndarray,
     month_starts: np.ndarray,
 ) -> pd.DataFrame:
-    """One customer's transactions (salary credits and card spend), with running balance."""
+    """One customer's transactions (salary, bills, card spend), with running balance."""
     rng = np.random.default_rng([seed, index, 1])
-    first, income, group = state["first_month"], state["monthly_income"], state["coarse_group"]
+    first, group = state["first_month"], state["coarse_group"]
+    month_idx = np.arange(first, cfg.months)
+    income = state["monthly_income"] * np.where(month_idx >= state["_event_month"], state["_event_factor"], 1.0)
+    calendar = month_starts[month_idx].astype("datetime64[M]").astype(int) % 12
     w = state["_weights"][first:]
     mix = (1 - w)[:, None] * base[group] + w[:, None] * alt[group]
-    month_idx = np.arange(first, cfg.months)
-    counts = rng.poisson(cfg.tx_per_month, size=len(month_idx))
+    counts = rng.poisson(cfg.tx_per_month * SEASON[calendar])
     tx_month = np.repeat(month_idx, counts)
     cum = np.cumsum(mix, axis=1)[tx_month - first]
     cls = np.minimum((rng.random(len(tx_month))[:, None] > cum).sum(axis=1), len(spend_classes) - 1)
     raw = class_size[cls] * rng.lognormal(0.0, 0.5, size=len(cls))
-    # Scale each month's spend to spend_ratio * income (totals alike across dynamics).
+    # Card spend per month: spend_ratio * income * season (totals alike across dynamics).
+    budget = state["_spend_ratio"] * income * SEASON[calendar] * (1 - state["_rent_share"] - 0.05)
     month_total = np.bincount(tx_month - first, weights=raw, minlength=len(month_idx))
-    scale = state["_spend_ratio"] * income / np.maximum(month_total, 1e-9)
-    spend = -np.round(raw * scale[tx_month - first], 2)
+    spend = -np.round(raw * (budget / np.maximum(month_total, 1e-9))[tx_month - first], 2)
     pay = np.round(income * rng.normal(1.0, 0.03, size=len(month_idx)), 2)
+    rent = np.full(len(month_idx), -round(state["_rent_share"] * state["monthly_income"], 2))
+    bills = -np.round(0.05 * income * rng.lognormal(0.0, 0.2, size=len(month_idx)), 2)
 
-    months = np.concatenate([month_idx, tx_month])
-    days = np.concatenate([np.zeros(len(month_idx), dtype=int), rng.integers(1, 28, size=len(tx_month))])
-    amounts = np.concatenate([pay, spend])
-    classes = np.concatenate([np.full(len(month_idx), income_class, dtype=object),
-                              np.asarray(spend_classes, dtype=object)[cls]])
+    n = len(month_idx)
+    months = np.concatenate([month_idx, month_idx, month_idx, tx_month])
+    days = np.concatenate([np.full(n, state["_salary_day"] - 1), np.zeros(n, dtype=int),
+                           np.full(n, 14), rng.integers(0, 28, size=len(tx_month))])
+    amounts = np.concatenate([pay, rent, bills, spend])
+    classes = np.concatenate([np.full(n, income_class, dtype=object), np.full(n, "mortgage_rent", dtype=object),
+                              np.full(n, "utilities", dtype=object), np.asarray(spend_classes, dtype=object)[cls]])
     order = np.lexsort((days, months))
     booking = month_starts[months[order]] + days[order].astype("timedelta64[D]")
     cid = state["customer_id"]
@@ -148,12 +190,15 @@ def customer_transactions(
         "amount": amounts[order].astype(float),
         "currency": "EUR",
         "category": classes[order],
-        "balance_after": np.round(income * state["_buffer"] + np.cumsum(amounts[order]), 2),
+        "balance_after": np.round(state["monthly_income"] * state["_buffer"] + np.cumsum(amounts[order]), 2),
     })
 
 
 def _generator_fn(cfg: GeneratorConfig, seed: int, taxonomy: Taxonomy, want: str):
     spend = taxonomy.spend_classes
+    missing = {"mortgage_rent", "utilities"} - set(spend)
+    if missing:
+        raise ValueError(f"the generator books rent and bills to {sorted(missing)}: add them to the taxonomy")
     income_class = taxonomy.income_classes[0] if taxonomy.income_classes else "income"
     base, alt = group_mixes(cfg.coarse_groups, len(spend), seed)
     class_size = np.random.default_rng([seed, 9_999]).lognormal(3.5, 0.8, size=len(spend))
@@ -178,8 +223,43 @@ def _generator_fn(cfg: GeneratorConfig, seed: int, taxonomy: Taxonomy, want: str
 
 def generate(spark: SparkSession, cfg: GeneratorConfig, seed: int,
              taxonomy: Taxonomy) -> tuple[DataFrame, DataFrame]:
-    """Raw transactions and the ground truth, as lazy DataFrames."""
+    """Raw transactions and the ground truth, as lazy DataFrames computed on executors."""
     ids = spark.range(0, cfg.customers, numPartitions=cfg.partitions)
     tx = ids.mapInPandas(_generator_fn(cfg, seed, taxonomy, "transactions"), RAW_SCHEMA)
     truth = ids.mapInPandas(_generator_fn(cfg, seed, taxonomy, "truth"), TRUTH_SCHEMA)
     return tx, truth
+
+
+def loan_book(truth: DataFrame, seed: int, share: float = 0.6) -> DataFrame:
+    """A loan for ``share`` of customers; status B/D (default) or A/C, from the latent state."""
+    u = F.pmod(F.xxhash64("customer_id", F.lit(seed), F.lit("loan")), F.lit(1000)) / 1000.0
+    running = F.pmod(F.xxhash64("customer_id", F.lit(seed), F.lit("running")), F.lit(2)) == 0
+    status = (F.when(F.col("loan_default") == 1, F.when(running, "D").otherwise("B"))
+              .otherwise(F.when(running, "C").otherwise("A")))
+    return truth.where(u < share).select(
+        "customer_id", F.concat(F.lit("L"), F.col("customer_id")).alias("loan_id"), status.alias("loan_status"))
+
+
+def spoil(tx: DataFrame, rates: dict[str, float], seed: int) -> DataFrame:
+    """Transactions as CSV strings, with each kind of bad row injected at its rate."""
+    rows = tx.select(*[F.col(c).cast("string").alias(c) for c in tx.columns],
+                     F.date_format("booking_date", "yyyy-MM").alias("month"))
+    for reason, rate in sorted(rates.items()):
+        if rate <= 0:
+            continue
+        hit = F.pmod(F.xxhash64("txn_id", F.lit(reason), F.lit(seed)), F.lit(1_000_000)) < int(rate * 1_000_000)
+        column, spoil_fn = INJECTABLE[reason]
+        if column is None:
+            rows = rows.unionByName(rows.where(hit))
+        else:
+            rows = rows.withColumn(column, F.when(hit, spoil_fn(F.col(column))).otherwise(F.col(column)))
+    return rows
+
+
+def write_landing(tx: DataFrame, loans: DataFrame, landing: str, rates: dict[str, float], seed: int) -> None:
+    """CSV files: ``transactions/month=YYYY-MM/`` (one file per month per shuffle partition
+    holding it) and ``loans/``, replacing earlier ones."""
+    (spoil(tx, rates, seed).repartition("month").write.mode("overwrite").partitionBy("month")
+     .option("header", "true").option("quote", "")   # no quoting: an injected quote stays broken
+     .csv(f"{landing}/transactions"))
+    loans.coalesce(1).write.mode("overwrite").option("header", "true").csv(f"{landing}/loans")

@@ -1,0 +1,1 @@
+"""Speed benchmarks: ``make bench`` (see ``python -m bench --help``); figures in results.json."""

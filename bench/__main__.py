@@ -1,0 +1,42 @@
+"""``make bench [ARGS="--only prep --scale small"]``: run benchmarks, record and print figures.
+
+Each benchmark is a module ``bench.<name>`` with ``run(scale) -> {name: (value, unit)}``.
+Full-scale figures are merged into ``bench/results.json``; ``--scale small`` is a quick
+smoke run whose figures are printed only, so they never replace the real ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import time
+
+from bench.results import RESULTS, print_table, record
+
+BENCHMARKS = ("prep",)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--only", action="append", choices=BENCHMARKS, metavar="NAME",
+                        help=f"run only this benchmark (repeatable); one of {', '.join(BENCHMARKS)}")
+    parser.add_argument("--scale", choices=("small", "full"), default="full",
+                        help="small: ~100k and ~1M transactions, not recorded; "
+                             "full (default): ~1M and ~10M transactions")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    figures: dict[str, tuple[float, str]] = {}
+    for name in args.only or BENCHMARKS:
+        print(f"== bench {name}, scale {args.scale}", flush=True)
+        got = importlib.import_module(f"bench.{name}").run(args.scale)
+        if args.scale == "full":
+            record(got)  # per benchmark: a later failure keeps the earlier figures
+        figures.update(got)
+    print()
+    print_table(figures)
+    where = f"recorded in {RESULTS}" if args.scale == "full" else "small scale: not recorded"
+    print(f"\nbench took {time.perf_counter() - start:.0f} s; {where}")
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,7 @@ from microseg.spark import get_spark
 from microseg.taxonomy import TRAITS, load_taxonomy
 
 SCALES = {"small": (100_000, 1_000_000), "full": (1_000_000, 10_000_000)}  # transactions: 1x, 10x
-TX_PER_CUSTOMER = 515   # measured: ~22 a customer-month x 24 months, fewer for late joiners
+TX_PER_CUSTOMER = 485   # measured: ~22 a customer-month x 24 months, fewer for late joiners
 STAGES = ("ingest", "aggregate", "personality", "sequences")
 CORES = 2               # local[2] and DuckDB threads=2
 TODAY = "2025-06-30"    # ingest.today: the generated months end 2024-12
@@ -55,10 +55,8 @@ def timed(what: str, fn: Callable[[], object]) -> tuple[float, object]:
     return seconds, out
 
 
-def config(root: Path, customers: int) -> Settings:
-    return load_config("local", overrides={
-        "tables.root": str(root), "generator.customers": customers,
-        "spark.shuffle_partitions": 8, "ingest.today": TODAY})
+def config(base: Settings, root: Path, customers: int) -> Settings:
+    return base.with_overrides(**{"tables.root": str(root), "generator.customers": customers})
 
 
 def warm_up(spark, folder: Path) -> None:
@@ -70,9 +68,9 @@ def warm_up(spark, folder: Path) -> None:
     timed("spark warm-up", work)
 
 
-def measure(spark, root: Path, label: str, target_tx: int) -> Run:
+def measure(spark, base: Settings, root: Path, label: str, target_tx: int) -> Run:
     """Generate ~``target_tx`` transactions, then time our stages and DuckDB on them."""
-    cfg = config(root, customers=max(1, round(target_tx / TX_PER_CUSTOMER)))
+    cfg = config(base, root, customers=max(1, round(target_tx / TX_PER_CUSTOMER)))
     ctx = Context.create(cfg, spark)
     print(f"-- {label}: {cfg.generator.customers:,} customers, ~{target_tx:,} transactions", flush=True)
     generate_s, _ = timed("generate", lambda: run_stage("generate", ctx))
@@ -88,11 +86,12 @@ def measure(spark, root: Path, label: str, target_tx: int) -> Run:
 
 def run(scale: str) -> dict[str, tuple[float, str]]:
     """The figures: throughput, ratios against DuckDB, growth from 1x to 10x, seconds."""
+    base = load_config("local", overrides={"spark.shuffle_partitions": 8, "ingest.today": TODAY})
     with tempfile.TemporaryDirectory(prefix="microseg-bench-") as tmp:
-        spark = get_spark(config(Path(tmp) / "warm", 1))
+        spark = get_spark(config(base, Path(tmp) / "warm", 1))
         try:
             warm_up(spark, Path(tmp) / "warm" / "delta")
-            one, ten = (measure(spark, Path(tmp) / label, label, n)
+            one, ten = (measure(spark, base, Path(tmp) / label, label, n)
                         for label, n in zip(("1x", "10x"), SCALES[scale]))
         finally:
             spark.stop()

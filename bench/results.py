@@ -26,9 +26,9 @@ def record(figures: dict[str, tuple[float, str]], path: Path = RESULTS) -> None:
 def _format(value: float) -> str:
     if abs(value) >= 1000:
         return f"{value:,.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.3f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.4f}"
 
 
 def print_table(figures: dict[str, tuple[float, str]]) -> None:

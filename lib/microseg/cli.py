@@ -11,7 +11,7 @@ import typer
 
 from microseg.config import ConfigError, load_config, parse_override
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Micro-segments of bank customers from their transactions.")
 
 EnvOpt = Annotated[str, typer.Option("--env", help="environment file conf/<env>.yaml")]

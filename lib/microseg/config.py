@@ -135,14 +135,25 @@ class SequencesConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    kind: Literal["lstm"] = "lstm"
+    kind: Literal["lstm", "feedforward"] = "lstm"
     hidden: int = Field(32, ge=1)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     learning_rate: float = Field(0.005, gt=0)
-    batch_size: int = Field(128, ge=1)
-    epochs: int = Field(6, ge=1)
+    lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs
+    lr_gamma: float = Field(0.5, gt=0, le=1)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(15, ge=1)
+    patience: int | None = Field(None, ge=1)         # early stopping on validation loss
     steps_per_epoch: int | None = Field(None, ge=1)
+
+
+class TrainConfig(_Strict):
+    launcher: Literal["torch_distributor", "horovod", "single"] = "torch_distributor"
+    num_processes: int = Field(2, ge=1)
+    local_mode: bool = True          # ranks on the driver; false: as Spark tasks on executors
+    use_gpu: bool = False            # NCCL and one GPU per rank
+    checkpoint_dir: str = "{root}/_work/checkpoints"   # must be shared storage on a cluster
 
 
 class LabelsConfig(_Strict):
@@ -174,6 +185,7 @@ class Settings(_Strict):
     labels: LabelsConfig = LabelsConfig()
     sequences: SequencesConfig = SequencesConfig()
     model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
     segment: SegmentConfig = SegmentConfig()
     mlflow: MlflowConfig = MlflowConfig()
 

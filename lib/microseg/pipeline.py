@@ -8,6 +8,7 @@ be re-run: outputs are replaced atomically (Delta overwrite) or merged on keys.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import logging
 import time
@@ -143,11 +144,22 @@ def sequences_stage(ctx: Context) -> dict:
     return {"as_of": str(as_of), "sequences_version": ctx.tables.version("sequences")}
 
 
+def registered_name(cfg: Settings) -> str:
+    """The LSTM is registered under ``mlflow.registered_model``; other kinds get a suffix."""
+    base = cfg.mlflow.registered_model
+    return base if cfg.model.kind == "lstm" else f"{base}-{cfg.model.kind}"
+
+
 def train_stage(ctx: Context) -> dict:
+    """Train on the recorded sequences version with the configured launcher; log, register,
+    and move the alias when the validation loss beats the current holder's."""
+    import shutil
+
     import mlflow
 
     from microseg.model import data
-    from microseg.model.train import train
+    from microseg.model.launch import run_training
+    from microseg.model.train import TrainJob
 
     cfg, mcfg = ctx.cfg, ctx.cfg.model
     seq_version = ctx.tables.version("sequences")
@@ -163,44 +175,56 @@ def train_stage(ctx: Context) -> dict:
     if n_train == 0:
         raise RuntimeError("no eligible training sequences; generate or ingest more data, "
                            "or lower sequences.min_months")
-    steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size)
+    world = 1 if cfg.train.launcher == "single" else cfg.train.num_processes
+    steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size, world)
     cache = ctx.work_dir / "petastorm"
-    parts = cfg.spark.shuffle_partitions
+    parts = max(cfg.spark.shuffle_partitions, world)
     train_conv = data.make_converter(train_df, cache, parts)
     val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
-    spec = {"n_features": len(stats), "hidden": mcfg.hidden, "layers": mcfg.layers,
+    spec = {"kind": mcfg.kind, "n_features": len(stats), "hidden": mcfg.hidden, "layers": mcfg.layers,
             "dropout": mcfg.dropout, "n_targets": len(TRAITS)}
+    run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed,
+                                         cfg.sequences.target]).encode()).hexdigest()[:16]
+    checkpoints = Path(cfg.data_path(cfg.train.checkpoint_dir)) / run_key
 
     tracking.setup(cfg)
-    with mlflow.start_run(run_name=f"train-{mcfg.kind}") as run:
+    with mlflow.start_run(run_name=f"train-{mcfg.kind}-{cfg.train.launcher}") as run:
         tracking.log_run_context(cfg, ctx.tables.versions(["sequences", "feature_stats"]))
-        mlflow.log_params({"train.rows": n_train, "train.steps_per_epoch": steps,
+        mlflow.log_params({"train.rows": n_train, "train.steps_per_epoch": steps, "train.world": world,
                            "taxonomy.version": ctx.taxonomy.version})
-        result = train(
-            train_conv, val_conv, spec, (stats["mean"].to_numpy(), stats["std"].to_numpy()), months,
+        job = TrainJob(
+            train_data=train_conv, val_data=val_conv, spec=spec,
+            scaling=(stats["mean"].tolist(), stats["std"].tolist()), months=months,
             epochs=mcfg.epochs, batch_size=mcfg.batch_size, learning_rate=mcfg.learning_rate,
-            steps=steps, seed=cfg.seed,
-            on_epoch=lambda row: mlflow.log_metrics(
-                {k: v for k, v in row.items() if k != "epoch"}, step=row["epoch"]),
-        )
+            steps=steps, seed=cfg.seed, lr_step_epochs=mcfg.lr_step_epochs, lr_gamma=mcfg.lr_gamma,
+            patience=mcfg.patience, checkpoint_dir=str(checkpoints),
+            mlflow_run=(tracking.tracking_uri(cfg), run.info.run_id))
+        result = run_training(job, cfg.train)
+        mlflow.log_metrics({"train.seconds": result.seconds, "train.resumed_from_epoch": result.resumed_from,
+                            "train.seq_per_s": result.rows_seen / max(result.seconds, 1e-9),
+                            "train.ranks_in_sync": float(len(set(result.rank_digests)) == 1),
+                            "best_val_loss": result.best.get("val_loss", result.best["train_loss"])})
         model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
                       "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
                       "target": cfg.sequences.target}
         example = [0.0] * (months * len(stats))
-        version = tracking.log_encoder(result.state_dict, model_spec, example, cfg.mlflow.registered_model)
-        promoted = tracking.promote_if_better(cfg.mlflow.registered_model, cfg.mlflow.alias, version)
+        name = registered_name(cfg)
+        version = tracking.log_encoder(result.state_dict, model_spec, example, name)
+        promoted = tracking.promote_if_better(name, cfg.mlflow.alias, version, metric="best_val_loss")
     train_conv.delete()
     val_conv.delete()
-    return {"run_id": run.info.run_id, "model_version": version, "promoted": promoted,
-            **{k: round(v, 5) for k, v in result.final.items() if k != "epoch"}}
+    shutil.rmtree(checkpoints, ignore_errors=True)   # finished: a new run trains afresh
+    best = {k: round(v, 5) for k, v in result.best.items() if k not in ("epoch", "learning_rate")}
+    return {"run_id": run.info.run_id, "model": name, "model_version": version, "promoted": promoted,
+            "epochs": len(result.history), "resumed_from_epoch": result.resumed_from,
+            "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}
 
 
 def embed_stage(ctx: Context) -> dict:
     from microseg.score.embed import embed_customers
 
     tracking.setup(ctx.cfg)
-    weights, spec, version = tracking.load_encoder_files(ctx.cfg.mlflow.registered_model,
-                                                         ctx.cfg.mlflow.alias)
+    weights, spec, version = tracking.load_encoder_files(registered_name(ctx.cfg), ctx.cfg.mlflow.alias)
     seqs = ctx.tables.read("sequences")
     ctx.tables.overwrite("embeddings", embed_customers(seqs, weights, spec["model"], version))
     return {"model_version": version, "embeddings_version": ctx.tables.version("embeddings")}

@@ -57,7 +57,8 @@ def training_batches(converter, batch_size: int, steps: int, seed: int,
     """Exactly ``steps`` batches from an endless, shuffled stream of this rank's shard.
 
     A fixed step count keeps ranks in lockstep; the single-threaded reader pool avoids
-    petastorm 0.13.1's empty-shard race (see docs/stack notes).
+    petastorm 0.13.1's empty-shard race. Open one per epoch with its own seed: an epoch's
+    batches then do not depend on earlier epochs, so a resumed run sees the same data.
     """
     with converter.make_torch_dataloader(
         batch_size=batch_size, num_epochs=None, cur_shard=shard, shard_count=world,

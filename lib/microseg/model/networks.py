@@ -17,10 +17,12 @@ class LSTMEncoder(nn.Module):
     (torch.Size([2, 6, 5]), torch.Size([2, 8]))
     """
 
+    sequence_output = True
+
     def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
-                 n_targets: int = 5):
+                 n_targets: int = 5, kind: str = "lstm"):
         super().__init__()
-        self.spec = {"n_features": n_features, "hidden": hidden, "layers": layers,
+        self.spec = {"kind": "lstm", "n_features": n_features, "hidden": hidden, "layers": layers,
                      "dropout": dropout, "n_targets": n_targets}
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
@@ -44,5 +46,49 @@ class LSTMEncoder(nn.Module):
         return h[-1]
 
 
-def build_model(spec: dict) -> LSTMEncoder:
-    return LSTMEncoder(**spec)
+class FeedForwardEncoder(nn.Module):
+    """The window's aggregated features in (mean and standard deviation over the months),
+    the window's mean trait scores out; ``embed`` is the last hidden layer's activations.
+
+    >>> m = FeedForwardEncoder(n_features=4, hidden=8)
+    >>> m(torch.zeros(2, 6, 4)).shape, m.embed(torch.zeros(2, 6, 4)).shape
+    (torch.Size([2, 5]), torch.Size([2, 8]))
+    """
+
+    sequence_output = False
+
+    def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
+                 n_targets: int = 5, kind: str = "feedforward"):
+        super().__init__()
+        self.spec = {"kind": "feedforward", "n_features": n_features, "hidden": hidden, "layers": layers,
+                     "dropout": dropout, "n_targets": n_targets}
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+        blocks, width = [], 2 * n_features
+        for i in range(layers):                     # ``layers`` hidden layers of ``hidden`` units
+            if i and dropout:
+                blocks.append(nn.Dropout(dropout))
+            blocks += [nn.Linear(width, hidden), nn.ReLU()]
+            width = hidden
+        self.body = nn.Sequential(*blocks)
+        self.head = nn.Linear(hidden, n_targets)
+
+    set_scaling = LSTMEncoder.set_scaling
+    _scale = LSTMEncoder._scale
+
+    def _aggregate(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._scale(x)
+        return torch.cat([x.mean(dim=1), x.std(dim=1, unbiased=False)], dim=-1)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return self.body(self._aggregate(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.embed(x))
+
+
+MODELS = {"lstm": LSTMEncoder, "feedforward": FeedForwardEncoder}
+
+
+def build_model(spec: dict) -> nn.Module:
+    return MODELS[spec.get("kind", "lstm")](**spec)

@@ -77,6 +77,8 @@ def test_mlflow_records_the_run_and_registry(runs):
     tracking.setup(ctx.cfg)
     client = MlflowClient()
     run = client.get_run(first["train"]["run_id"])
+    assert client.get_experiment(run.info.experiment_id).name == ctx.cfg.mlflow.experiment
+    assert run.info.artifact_uri.startswith(ctx.tables.root.as_uri())     # inside the lakehouse
     assert run.data.params["model.hidden"] == "8"
     assert run.data.params["taxonomy.version"] == ctx.taxonomy.version
     assert "val_loss" in run.data.metrics and "val_r2_openness" in run.data.metrics

@@ -28,12 +28,12 @@ def setup(cfg: Settings) -> str:
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_registry_uri(tracking_uri(cfg))
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
-    if exp is not None:
-        return exp.experiment_id
-    artifacts = None
-    if cfg.mlflow.tracking_uri is None:
-        artifacts = (Path(cfg.tables.root).resolve() / "mlartifacts").as_uri()
-    return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+    if exp is None:
+        artifacts = None
+        if cfg.mlflow.tracking_uri is None:
+            artifacts = (Path(cfg.tables.root).resolve() / "mlartifacts").as_uri()
+        mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=artifacts)
+    return mlflow.set_experiment(cfg.mlflow.experiment).experiment_id
 
 
 def code_version() -> str:

@@ -13,7 +13,7 @@ import time
 
 from bench.results import RESULTS, print_table, record
 
-BENCHMARKS = ("prep",)
+BENCHMARKS = ("prep", "train", "score")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,7 +10,8 @@ from pyspark.sql import functions as F
 from microseg import pipeline, tracking
 
 OUTPUTS = ["ground_truth", "transactions", "quarantine", "monthly_spend", "monthly_account", "labels",
-           "personality", "sequences", "feature_stats", "embeddings", "segments", "segment_profiles"]
+           "personality", "sequences", "feature_stats", "embeddings", "segment_centroids", "segments",
+           "segment_profiles"]
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,8 @@ def runs(spark, tmp_path_factory):
         "tables.root": str(tmp_path_factory.mktemp("e2e") / "lakehouse"),
         "spark.shuffle_partitions": 4, "generator.customers": 240, "generator.months": 12,
         "generator.partitions": 2, "sequences.window_months": 12, "sequences.min_months": 4,
-        "model.hidden": 8, "model.epochs": 2, "segment.k": 4,
+        "model.hidden": 8, "model.epochs": 2, "segment.k_grid": [3, 4], "segment.coarse_k": 2,
+        "sequences.as_of": "2023-11",          # December is the "new month" of the monthly flow
     })
     ctx = pipeline.Context.create(cfg, spark)
     first = pipeline.run_all(ctx)
@@ -33,7 +35,7 @@ def runs(spark, tmp_path_factory):
 
 def test_every_stage_ran_and_tables_have_history(runs):
     ctx, first, second, _, _ = runs
-    assert list(first) == list(pipeline.STAGES)
+    assert list(first) == pipeline.FLOWS["all"]
     for key in OUTPUTS:
         versions = [r.version for r in ctx.tables.history(key).select("version").collect()]
         assert versions, key
@@ -59,12 +61,17 @@ def test_rerun_gives_same_counts_and_no_duplicates(runs):
 
 
 def test_every_customer_gets_one_segment(runs):
-    ctx, _, _, counts1, segments1 = runs
+    ctx, first, _, counts1, segments1 = runs
     n_customers = ctx.tables.read("transactions").select("customer_id").distinct().count()
     assert counts1["sequences"] == counts1["embeddings"] == counts1["segments"] == n_customers == 240
     segs = ctx.tables.read("segments")
     assert segs.select("customer_id").distinct().count() == n_customers
-    assert {r.segment for r in segs.select("segment").distinct().collect()} <= set(range(4))
+    k = first["segment"]["k"]
+    assert k in (3, 4) and first["segment"]["silhouette"] is not None       # chosen by silhouette
+    assert {r.segment for r in segs.select("segment").distinct().collect()} <= set(range(k))
+    assert {r.coarse_segment for r in segs.select("coarse_segment").distinct().collect()} <= {0, 1}
+    centroids = ctx.tables.read("segment_centroids").collect()
+    assert len(centroids) == k and {r.model_version for r in centroids} == {"1"}
     sizes = ctx.tables.read("segment_profiles").agg(F.sum("customers")).head()[0]
     assert sizes == n_customers
     # same input, seed and champion: the same segments on the second run
@@ -101,7 +108,40 @@ def test_mlflow_records_the_run_and_registry(runs):
 
 def test_summary_reports_segments(runs, capsys):
     ctx, first, _, _, _ = runs
-    assert first["summary"]["customers"] == 240 and first["summary"]["segments"] == 4
-    report = first["summary"]["report"]
-    text = open(report).read()
-    assert "segments: 4" in text and "customers segmented: 240" in text
+    k = first["segment"]["k"]
+    assert first["summary"]["customers"] == 240 and first["summary"]["segments"] == k
+    text = open(first["summary"]["report"]).read()
+    assert f"segments: {k} in " in text and "customers segmented: 240" in text
+
+
+@pytest.fixture(scope="module")
+def monthly(runs):
+    """The monthly flow for the next month, twice: the second run must change nothing."""
+    ctx = runs[0]
+    month = pipeline.Context.create(ctx.cfg.with_overrides(**{"sequences.as_of": "2023-12"}), ctx.spark)
+    first = pipeline.run_all(month, flow="monthly")
+    snapshot = {k: sorted(month.tables.read(k).drop("spend_mix").collect())
+                for k in ("segments", "segment_migration", "segment_profiles")}
+    second = pipeline.run_all(month, flow="monthly")
+    return month, first, second, snapshot
+
+
+def test_monthly_flow_assigns_with_stored_centroids_and_counts_migrations(monthly):
+    month, first, _, _ = monthly
+    assert list(first) == pipeline.FLOWS["monthly"]
+    assert first["ingest"]["rows_inserted"] == 0          # nothing new landed: nothing inserted
+    segs = month.tables.read("segments")
+    assert sorted(r.as_of.isoformat() for r in segs.select("as_of").distinct().collect()) == [
+        "2023-11-01", "2023-12-01"]
+    dec = segs.where(F.col("as_of") == "2023-12-01")
+    assert dec.count() == 240 and dec.select("model_version").distinct().head()[0] == "1"
+    moved = month.tables.read("segment_migration").where(F.col("as_of") == "2023-12-01")
+    assert moved.agg(F.sum("customers")).head()[0] == 240   # everyone was there both months
+    assert moved.where(F.col("from_segment").isNull() | F.col("to_segment").isNull()).count() == 0
+
+
+def test_rerunning_the_month_changes_nothing(monthly):
+    month, first, second, snapshot = monthly
+    assert second["assign"]["k"] == first["assign"]["k"]
+    for key, rows in snapshot.items():
+        assert sorted(month.tables.read(key).drop("spend_mix").collect()) == rows, key

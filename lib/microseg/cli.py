@@ -25,7 +25,7 @@ def _settings(env: str, conf: list[str], overrides: list[str]):
 
 @app.command()
 def run(
-    stage: Annotated[str, typer.Option(help="stage name, or 'all'")] = "all",
+    stage: Annotated[str, typer.Option(help="a stage, or a flow: 'all' or 'monthly'")] = "all",
     env: EnvOpt = "local",
     conf: ConfOpt = [],  # noqa: B006
     set_: SetOpt = [],  # noqa: B006
@@ -41,12 +41,12 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     ctx = pipeline.Context.create(cfg)
-    if stage == "all":
+    if stage in pipeline.FLOWS:
         pipeline.run_all(ctx, on_stage=lambda name, out: typer.echo(
-            f"[{name}] {out['seconds']:.1f} s", err=True))
+            f"[{name}] {out['seconds']:.1f} s", err=True), flow=stage)
     elif stage not in pipeline.STAGES:
-        typer.echo(f"error: unknown stage {stage!r}; choose one of: all, {', '.join(pipeline.STAGES)}",
-                   err=True)
+        typer.echo(f"error: unknown stage {stage!r}; choose a flow ({', '.join(pipeline.FLOWS)}) "
+                   f"or a stage ({', '.join(pipeline.STAGES)})", err=True)
         raise typer.Exit(2)
     else:
         out = pipeline.run_stage(stage, ctx)

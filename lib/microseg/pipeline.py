@@ -16,13 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from pyspark.sql import SparkSession
+import numpy as np
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from microseg import tracking
 from microseg.config import CONF_DIR, Settings
 from microseg.prep import aggregate, personality, sequences
-from microseg.prep.ingest import validate
+from microseg.prep.ingest import check, split
 from microseg.spark import get_spark
 from microseg.tables import Tables
 from microseg.taxonomy import TRAITS, Taxonomy, load_taxonomy
@@ -74,9 +75,11 @@ def generate_stage(ctx: Context) -> dict:
 def ingest_stage(ctx: Context) -> dict:
     """Read the configured source, MERGE valid rows into bronze, quarantine the rest.
 
-    Accounting: rows read = rows valid + rows quarantined; of the valid rows, those whose
-    (source, txn_id) bronze already holds are counted as already present, not re-inserted.
-    The batch's quarantine rows replace any from an earlier run of the same batch.
+    Accounting: every row read is counted once, as valid or under its quarantine reason
+    (so rows read = valid + quarantined by construction, from one pass over the checked
+    rows); of the valid rows, those whose (source, txn_id) bronze already holds are counted
+    as already present, not re-inserted. The batch's quarantine rows replace any from an
+    earlier run of the same batch.
     """
     from microseg.sources.registry import read_batch
 
@@ -85,17 +88,20 @@ def ingest_stage(ctx: Context) -> dict:
     today = dt.date.fromisoformat(rules.today) if rules.today else dt.date.today()
     ctx.tables.commit_note = json.dumps({"stage": "ingest", "batch_id": batch.batch_id,
                                          "code_version": tracking.code_version()})
-    rows = batch.rows.persist()
     classes = [c.name for c in ctx.taxonomy.classes]
-    good, bad = validate(rows, batch.source, batch.batch_id, rules, classes, today)
-    read, valid, quarantined = rows.count(), good.count(), bad.count()
-    if read != valid + quarantined:
-        raise RuntimeError(f"ingest of batch {batch.batch_id} lost rows: read {read} != "
-                           f"valid {valid} + quarantined {quarantined}")
+    checked = check(batch.rows, rules, classes, today).persist()   # read and checked once
+    counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 15 rows
+    valid = counts.pop(None, 0)
+    reasons, quarantined = counts, sum(counts.values())
+    read = valid + quarantined
+    good, bad = split(checked, batch.source, batch.batch_id, rules, classes)
     inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
     ctx.tables.replace_where("quarantine", bad, f"batch_id = '{batch.batch_id}'")
-    reasons = {r["reason"]: r["count"] for r in bad.groupBy("reason").count().collect()}  # <= 14 rows
-    rows.unpersist()
+    checked.unpersist()
+    landed = ctx.tables.read("quarantine").where(F.col("batch_id") == batch.batch_id).count()
+    if landed != quarantined or inserted > valid:
+        raise RuntimeError(f"ingest of batch {batch.batch_id} does not add up: {quarantined} rows to "
+                           f"quarantine but {landed} landed; {inserted} inserted of {valid} valid")
     return {"batch_id": batch.batch_id, "files": len(batch.files), "rows_read": read,
             "rows_valid": valid, "rows_quarantined": quarantined, "rows_inserted": inserted,
             "rows_already_present": valid - inserted, "quarantine_reasons": reasons}
@@ -220,34 +226,136 @@ def train_stage(ctx: Context) -> dict:
             "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}
 
 
+def _variant(cfg: Settings, key: str, traits: bool = False) -> str:
+    """The table key for the model kind (the LSTM's tables carry no suffix) or raw traits."""
+    kind = "traits" if traits else cfg.model.kind
+    return key if kind == "lstm" else f"{key}@{kind}"
+
+
+def _as_of(ctx: Context, key: str = "sequences") -> dt.date:
+    return ctx.tables.read(key).agg(F.max("as_of")).head()[0]
+
+
 def embed_stage(ctx: Context) -> dict:
+    """Embed every customer of gold.sequences with the aliased encoder (broadcast once)."""
     from microseg.score.embed import embed_customers
 
     tracking.setup(ctx.cfg)
     weights, spec, version = tracking.load_encoder_files(registered_name(ctx.cfg), ctx.cfg.mlflow.alias)
-    seqs = ctx.tables.read("sequences")
-    ctx.tables.overwrite("embeddings", embed_customers(seqs, weights, spec["model"], version))
-    return {"model_version": version, "embeddings_version": ctx.tables.version("embeddings")}
+    as_of, key = _as_of(ctx), _variant(ctx.cfg, "embeddings")
+    emb = embed_customers(ctx.tables.read("sequences"), weights, spec["model"], version)
+    ctx.tables.replace_where(key, emb, f"as_of = '{as_of}'")
+    return {"model_version": version, "as_of": str(as_of), "table": ctx.tables.name(key)}
+
+
+def _segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str | None]:
+    """(vectors with customer_id, as_of, model_version, embedding), the variant, and the
+    registered model the vectors come from (None for raw traits)."""
+    cfg = ctx.cfg
+    if cfg.segment.features == "traits":
+        months = sequences.window_months(as_of, cfg.sequences.window_months)
+        pers = ctx.tables.read("personality").where(F.col("month").between(months[0], months[-1]))
+        vectors = pers.groupBy("customer_id").agg(
+            F.array(*[F.avg(t) for t in TRAITS]).alias("embedding")).select(
+            "customer_id", F.lit(as_of).alias("as_of"),
+            F.lit(f"traits@{ctx.taxonomy.version}").alias("model_version"), "embedding")
+        return vectors, "traits", None
+    key = _variant(cfg, "embeddings")
+    emb = ctx.tables.read(key).where(F.col("as_of") == F.lit(as_of))
+    return emb, cfg.model.kind, registered_name(cfg)
 
 
 def segment_stage(ctx: Context) -> dict:
+    """Fit micro-segments (k by silhouette unless fixed) and coarse segments above them,
+    store the centroids with the model version (Delta + MLflow), assign every customer."""
+    import mlflow
+
     from microseg.score import segment
 
-    emb = ctx.tables.read("embeddings")
-    centroids = segment.fit_centroids(emb, ctx.cfg.segment, ctx.cfg.seed)
-    ctx.tables.overwrite("segments", segment.assign(emb, centroids))
-    prof = segment.profiles(ctx.tables.read("segments"), ctx.tables.read("personality"), list(TRAITS))
-    ctx.tables.overwrite("segment_profiles", prof)
-    return {"segments": int(len(centroids)), "segments_version": ctx.tables.version("segments")}
+    cfg = ctx.cfg
+    as_of = _as_of(ctx)
+    vectors, variant, model_name = _segment_inputs(ctx, as_of)
+    vectors = vectors.persist()
+    version = vectors.select("model_version").head()[0]
+    suffix = "" if variant == "lstm" else f"@{variant}"
+    tracking.setup(cfg)
+    with mlflow.start_run(run_name=f"segment-{variant}") as run:
+        mlflow.set_tags({"features": variant, "model_version": version, "as_of": str(as_of),
+                         "code_version": tracking.code_version()})
+        mlflow.log_params({"segment.algorithm": cfg.segment.algorithm, "segment.coarse_k": cfg.segment.coarse_k})
+        if cfg.segment.k:
+            k, curve = cfg.segment.k, {}
+        else:
+            k, curve = segment.choose_k(vectors, cfg.segment, cfg.seed)
+            for kk, sil in curve.items():
+                mlflow.log_metric("silhouette", sil, step=kk)
+            mlflow.log_dict({str(kk): v for kk, v in curve.items()}, "silhouette_by_k.json")
+        mlflow.log_param("segment.k", k)
+        centroids = segment.fit_centroids(vectors, cfg.segment, cfg.seed, k)
+        coarse = segment.coarse_labels(centroids, cfg.segment.coarse_k)
+        table = segment.centroid_table(ctx.spark, centroids, coarse, version)
+        mlflow.log_dict({"model_version": version, "centroids": centroids.tolist(),
+                         "coarse_segment": coarse.tolist()}, "centroids.json")
+        if model_name:
+            from mlflow.tracking import MlflowClient
+
+            MlflowClient().set_model_version_tag(model_name, version, "segmentation_run", run.info.run_id)
+    ctx.tables.replace_where(f"segment_centroids{suffix}", table, f"model_version = '{version}'")
+    segments = segment.assign(vectors, centroids, coarse)
+    ctx.tables.replace_where(f"segments{suffix}", segments, f"as_of = '{as_of}'")
+    vectors.unpersist()
+    _write_profiles(ctx, suffix, as_of)
+    return {"features": variant, "k": k, "coarse_k": int(len(set(coarse.tolist()))), "as_of": str(as_of),
+            "silhouette": curve.get(k), "model_version": version, "segment_run_id": run.info.run_id}
+
+
+def _write_profiles(ctx: Context, suffix: str, as_of: dt.date) -> None:
+    from microseg.score import segment
+
+    labels = ctx.tables.read("labels") if ctx.tables.exists("labels") else None
+    segs = ctx.tables.read(f"segments{suffix}").where(F.col("as_of") == F.lit(as_of))
+    prof = segment.profiles(segs, ctx.tables.read("personality"), ctx.tables.read("monthly_spend"),
+                            labels, list(TRAITS))
+    ctx.tables.replace_where(f"segment_profiles{suffix}", prof, f"as_of = '{as_of}'")
+
+
+def assign_stage(ctx: Context) -> dict:
+    """Monthly: assign every customer to the stored centroids of the champion encoder's
+    version (no refit), profile the segments, and count migrations since last month."""
+    from microseg.score import segment
+
+    as_of = _as_of(ctx)
+    vectors, variant, _ = _segment_inputs(ctx, as_of)
+    version = vectors.select("model_version").head()[0]
+    suffix = "" if variant == "lstm" else f"@{variant}"
+    stored = ctx.tables.read(f"segment_centroids{suffix}").where(F.col("model_version") == version)
+    rows = stored.orderBy("segment").collect()             # k rows: small by construction
+    if not rows:
+        raise RuntimeError(f"no stored centroids for model version {version}; run the segment stage "
+                           "once for this model version first")
+    centroids = np.array([r.centroid for r in rows])
+    coarse = np.array([r.coarse_segment for r in rows])
+    ctx.tables.replace_where(f"segments{suffix}", segment.assign(vectors, centroids, coarse),
+                             f"as_of = '{as_of}'")
+    _write_profiles(ctx, suffix, as_of)
+    previous = sequences.window_months(as_of, 2)[0]
+    segs = ctx.tables.read(f"segments{suffix}")
+    moved = segment.migration(segs.where(F.col("as_of") == F.lit(previous)),
+                              segs.where(F.col("as_of") == F.lit(as_of)), previous, as_of)
+    ctx.tables.replace_where(f"segment_migration{suffix}", moved, f"as_of = '{as_of}'")
+    return {"as_of": str(as_of), "model_version": version, "k": len(rows)}
 
 
 def summary_stage(ctx: Context) -> dict:
     """Print what was built and where; small by construction (one row per segment)."""
-    profiles = ctx.tables.read("segment_profiles").orderBy("segment").toPandas()
+    as_of = _as_of(ctx, "segment_profiles")
+    profiles = (ctx.tables.read("segment_profiles").where(F.col("as_of") == F.lit(as_of))
+                .orderBy("segment").drop("spend_mix").toPandas())   # one row per segment
     customers = int(profiles["customers"].sum())
     lines = [
+        f"as of: {as_of}",
         f"customers segmented: {customers}",
-        f"segments: {len(profiles)}",
+        f"segments: {len(profiles)} in {profiles['coarse_segment'].nunique()} coarse segments",
         "segment sizes: " + ", ".join(f"{int(r.segment)}:{int(r.customers)}" for r in profiles.itertuples()),
         f"tables: {ctx.tables.root if not ctx.cfg.tables.catalog else ctx.cfg.tables.catalog}",
         f"MLflow UI: mlflow ui --backend-store-uri {tracking.tracking_uri(ctx.cfg)}",
@@ -281,8 +389,12 @@ STAGES: dict[str, Stage] = {
               "train the LSTM, log and register it in MLflow"),
         Stage("embed", embed_stage, ("sequences",), ("embeddings",),
               "embed every customer with the champion encoder"),
-        Stage("segment", segment_stage, ("embeddings", "personality"), ("segments", "segment_profiles"),
-              "cluster embeddings into segments"),
+        Stage("segment", segment_stage, ("embeddings", "personality"),
+              ("segment_centroids", "segments", "segment_profiles"),
+              "fit micro and coarse segments, store centroids, assign everyone"),
+        Stage("assign", assign_stage, ("embeddings", "segment_centroids"),
+              ("segments", "segment_profiles", "segment_migration"),
+              "monthly: assign to stored centroids, profile, count migrations"),
         Stage("summary", summary_stage, ("segment_profiles",), (), "print what was built"),
     ]
 }
@@ -299,10 +411,20 @@ def run_stage(name: str, ctx: Context) -> dict:
     return out
 
 
-def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
-    """Every stage in order, or the ``stages`` list of the config (e.g. no ``generate``
-    for a real source)."""
-    names = ctx.cfg.stages or list(STAGES)
+FLOWS = {
+    "all": ["generate", "ingest", "aggregate", "labels", "personality", "sequences", "train", "embed",
+            "segment", "summary"],
+    # a new month: its files in, sequences up to it, embed and assign with the champion
+    # encoder and the stored centroids (no retraining, no refit), migrations counted
+    "monthly": ["ingest", "aggregate", "labels", "personality", "sequences", "embed", "assign", "summary"],
+}
+
+
+def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None,
+            flow: str = "all") -> dict[str, dict]:
+    """The stages of ``flow`` in order; for ``all``, the config's ``stages`` list when set
+    (e.g. no ``generate`` for a real source)."""
+    names = (ctx.cfg.stages if flow == "all" and ctx.cfg.stages else FLOWS[flow])
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise KeyError(f"config key stages: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")

@@ -21,10 +21,14 @@ class Tables:
         self.commit_note: str | None = None   # recorded as userMetadata on every commit
 
     def name(self, key: str) -> str:
+        """``schema.table`` for a key; ``key@variant`` names the variant's own table
+        (``segments@traits`` -> ``gold.segments_traits``)."""
+        base, _, variant = key.partition("@")
         try:
-            return self.cfg.names[key]
+            name = self.cfg.names[base]
         except KeyError:
-            raise KeyError(f"no table {key!r} in tables.names; known: {sorted(self.cfg.names)}") from None
+            raise KeyError(f"no table {base!r} in tables.names; known: {sorted(self.cfg.names)}") from None
+        return f"{name}_{variant}" if variant else name
 
     @property
     def root(self) -> Path:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
+from petastorm.pytorch import BatchedDataLoader
 from pyspark.sql import DataFrame
 
 COLUMNS = ["features", "targets", "target_mask"]
@@ -52,6 +55,28 @@ def to_tensors(batch: dict, months: int) -> tuple[torch.Tensor, torch.Tensor, to
     return x, y, mask
 
 
+def prefetch(make_iter, depth: int = 4) -> Iterator:
+    """Iterate ``make_iter()`` in a background thread, ``depth`` items ahead: Parquet
+    decoding (pyarrow) and the training step (torch) both release the GIL, so reading
+    overlaps with training. Order and errors are preserved."""
+    items: queue.Queue = queue.Queue(depth)
+    done = object()
+
+    def work() -> None:
+        try:
+            for item in make_iter():
+                items.put(item)
+            items.put(done)
+        except BaseException as err:  # handed to the consumer, raised there
+            items.put(err)
+
+    threading.Thread(target=work, name="petastorm-prefetch", daemon=True).start()
+    while (item := items.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
 def training_batches(converter, batch_size: int, steps: int, seed: int,
                      shard: int = 0, world: int = 1) -> Iterator[dict]:
     """Exactly ``steps`` batches from an endless, shuffled stream of this rank's shard.
@@ -60,19 +85,23 @@ def training_batches(converter, batch_size: int, steps: int, seed: int,
     petastorm 0.13.1's empty-shard race. Open one per epoch with its own seed: an epoch's
     batches then do not depend on earlier epochs, so a resumed run sees the same data.
     """
-    with converter.make_torch_dataloader(
-        batch_size=batch_size, num_epochs=None, cur_shard=shard, shard_count=world,
-        reader_pool_type="dummy", seed=seed, shuffle_row_groups=True,
-    ) as loader:
-        it = iter(loader)
-        for _ in range(steps):
-            yield next(it)
+    def read() -> Iterator[dict]:
+        with converter.make_torch_dataloader(
+            batch_size=batch_size, num_epochs=None, cur_shard=shard, shard_count=world,
+            reader_pool_type="dummy", seed=seed, shuffle_row_groups=True,
+            data_loader_fn=BatchedDataLoader,
+        ) as loader:
+            it = iter(loader)
+            for _ in range(steps):
+                yield next(it)
+
+    return prefetch(read)
 
 
 def all_batches(converter, batch_size: int, shard: int = 0, world: int = 1) -> Iterator[dict]:
     """One pass over this rank's shard, in order."""
     with converter.make_torch_dataloader(
         batch_size=batch_size, num_epochs=1, cur_shard=shard, shard_count=world,
-        reader_pool_type="dummy", shuffle_row_groups=False,
+        reader_pool_type="dummy", shuffle_row_groups=False, data_loader_fn=BatchedDataLoader,
     ) as loader:
         yield from loader

@@ -76,18 +76,23 @@ def _reason(rules: IngestConfig, classes: list[str], today: dt.date) -> Column:
     )
 
 
-def validate(rows: DataFrame, source: str, batch_id: str, rules: IngestConfig, classes: list[str],
-             today: dt.date) -> tuple[DataFrame, DataFrame]:
-    """Split canonical rows into (bronze rows, quarantine rows)."""
+def check(rows: DataFrame, rules: IngestConfig, classes: list[str], today: dt.date) -> DataFrame:
+    """Canonical rows with ``_reason``: the first rule each breaks, or null if valid."""
     first = Window.partitionBy("txn_id").orderBy("source_file", "booking_date", "amount", "raw_row")
-    category = F.col("category")
-    if rules.unknown_category == "unclassified":
-        category = F.when(category.isin(classes), category).otherwise("unclassified")
-    checked = (
+    return (
         rows.withColumn("_reason", _reason(rules, classes, today))
         .withColumn("_n", F.when(F.col("_reason").isNull(), F.row_number().over(first)))
         .withColumn("_reason", F.coalesce("_reason", F.when(F.col("_n") > 1, "DUPLICATE_TXN_ID")))
+        .drop("_n")
     )
+
+
+def split(checked: DataFrame, source: str, batch_id: str, rules: IngestConfig,
+          classes: list[str]) -> tuple[DataFrame, DataFrame]:
+    """(bronze rows, quarantine rows) of checked rows."""
+    category = F.col("category")
+    if rules.unknown_category == "unclassified":
+        category = F.when(category.isin(classes), category).otherwise("unclassified")
     good = checked.where(F.col("_reason").isNull()).select(
         F.trim("customer_id").alias("customer_id"),
         F.trim("txn_id").alias("txn_id"),
@@ -111,3 +116,9 @@ def validate(rows: DataFrame, source: str, batch_id: str, rules: IngestConfig, c
         "raw_row",
     )
     return good, bad
+
+
+def validate(rows: DataFrame, source: str, batch_id: str, rules: IngestConfig, classes: list[str],
+             today: dt.date) -> tuple[DataFrame, DataFrame]:
+    """Split canonical rows into (bronze rows, quarantine rows)."""
+    return split(check(rows, rules, classes, today), source, batch_id, rules, classes)

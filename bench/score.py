@@ -1,0 +1,80 @@
+"""Scoring speed: the broadcast-encoder Spark UDF against plain batched torch inference of
+the same model in one process, side by side; and segmentation time per 100k customers.
+
+Figures: ``embed.rows_per_s_per_core`` (UDF rows/s over Spark's cores),
+``embed.plain_rows_per_s`` (one process, one torch thread, batches of the Arrow batch
+size), ``embed.ratio_vs_plain_torch`` (UDF per core / plain per core), and
+``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
+every row, scaled to 100k customers).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from pyspark.sql import functions as F
+
+from microseg.config import SegmentConfig, load_config
+from microseg.model.networks import build_model
+from microseg.model.train import state_bytes
+from microseg.score import segment
+from microseg.score.embed import embed_customers
+from microseg.spark import get_spark
+
+T, F_ = 24, 84
+SIZES = {"small": 20_000, "full": 100_000}
+
+
+def _plain(model, x: np.ndarray, batch: int) -> float:
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for i in range(0, len(x), batch):
+            model.embed(torch.from_numpy(x[i:i + batch]))
+    return len(x) / (time.perf_counter() - start)
+
+
+def run(scale: str) -> dict[str, tuple[float, str]]:
+    n = SIZES[scale]
+    cfg = load_config("local")
+    spark = get_spark(cfg)
+    cores = spark.sparkContext.defaultParallelism
+    torch.manual_seed(0)
+    spec = {"kind": "lstm", "n_features": F_, "hidden": 32, "layers": 1, "dropout": 0.0, "n_targets": 5}
+    model = build_model(spec).eval()
+    # Rows made on the executors, cached, so the timing covers the UDF only.
+    df = (spark.range(n, numPartitions=cores * 2)
+          .select(F.format_string("C%08d", "id").alias("customer_id"), F.current_date().alias("as_of"),
+                  F.expr(f"transform(sequence(1, {T * F_}), i -> cast(rand(id * 7 + i) as float))")
+                  .alias("features"))
+          .persist())
+    df.count()
+    embed_customers(df.limit(2_000), state_bytes(model), spec, "1").write.format("noop").mode("overwrite").save()
+    start = time.perf_counter()
+    embed_customers(df, state_bytes(model), spec, "1").write.format("noop").mode("overwrite").save()
+    udf_rate = n / (time.perf_counter() - start)
+    print(f"  UDF: {n} rows, {udf_rate:,.0f} rows/s on {cores} cores", flush=True)
+    sample = np.random.default_rng(0).random((min(n, 50_000), T, F_), dtype=np.float32)
+    _plain(model, sample[:2_000], cfg.spark.arrow_batch_size)
+    plain = _plain(model, sample, cfg.spark.arrow_batch_size)
+    print(f"  plain torch, 1 process, 1 thread: {plain:,.0f} rows/s", flush=True)
+
+    emb = embed_customers(df, state_bytes(model), spec, "1").persist()
+    emb.count()
+    start = time.perf_counter()
+    seg_cfg = SegmentConfig(k=12)
+    centroids = segment.fit_centroids(emb, seg_cfg, 1)
+    coarse = segment.coarse_labels(centroids, seg_cfg.coarse_k)
+    segment.assign(emb, centroids, coarse).write.format("noop").mode("overwrite").save()
+    seg_seconds = time.perf_counter() - start
+    print(f"  segment (fit k=12 + assign): {seg_seconds:.1f} s for {n} rows", flush=True)
+    emb.unpersist()
+    df.unpersist()
+    return {
+        "embed.rows_per_s_per_core": (udf_rate / cores, "rows/s/core"),
+        "embed.plain_rows_per_s": (plain, "rows/s"),
+        "embed.ratio_vs_plain_torch": (udf_rate / cores / plain, "ratio"),
+        "segment.seconds_per_100k": (seg_seconds * 100_000 / n, "s"),
+    }

@@ -1,0 +1,98 @@
+"""Training throughput: the full path (Petastorm reader + launcher + training loop) against
+the same model trained from in-memory tensors in a plain loop, side by side in one run,
+each after an untimed warm-up (first-use costs: imports, Parquet metadata, kernels).
+
+Figures: ``train.seq_per_s_1proc`` and ``train.seq_per_s_2proc`` (ours, wall time of the
+whole launch: Petastorm reading, TorchDistributor start-up for 2 processes, training),
+``train.loop_seq_per_s_*`` (the same runs timed inside the training loop, start-up excluded),
+``train.plain_seq_per_s_1proc`` (the plain loop, same model, batch and steps, 1 process),
+``train.ratio_vs_plain_loop`` (ours / plain, 1 process each: the same process count) and
+``train.seconds_per_epoch_100k`` (70k training sequences, the 70% split of 100k customers,
+at the measured 2-process rate: an extrapolation, not a run).
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from microseg.config import TrainConfig, load_config
+from microseg.model import data
+from microseg.model.launch import run_training
+from microseg.model.train import TrainJob, aligned, masked_mse
+from microseg.model.networks import build_model
+from microseg.spark import get_spark
+
+T, F = 24, 84                     # 24 months x (27 classes x 3 + 3 account features)
+SIZES = {"small": (4_000, 2), "full": (20_000, 3)}   # sequences, epochs
+
+
+def _dataset(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, T, F)).astype("float32")
+    y = (x[..., :5] * 0.5 + rng.normal(scale=0.1, size=(n, T, 5))).astype("float32")
+    return x, y, np.ones((n, T), dtype="float32")
+
+
+def _job(conv, n: int, epochs: int, world: int, spec: dict) -> TrainJob:
+    batch = 64
+    return TrainJob(train_data=conv, val_data=None, spec=spec, scaling=([0.0] * F, [1.0] * F), months=T,
+                    epochs=epochs, batch_size=batch, learning_rate=0.005,
+                    steps=data.steps_per_epoch(n, batch, world), seed=1)
+
+
+def plain_loop(x, y, mask, spec: dict, epochs: int, batch: int = 64) -> float:
+    """Sequences per second of the same model from in-memory tensors, one process."""
+    torch.manual_seed(1)
+    model = build_model(spec)
+    opt = torch.optim.Adam(model.parameters(), lr=0.005)
+    xt, yt, mt = map(torch.from_numpy, (x, y, mask))
+    steps = data.steps_per_epoch(len(x), batch)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        perm = torch.randperm(len(x))
+        for s in range(steps):
+            idx = perm[s * batch:(s + 1) * batch]
+            pred, yy, mm = aligned(model, model(xt[idx]), yt[idx], mt[idx])
+            loss = masked_mse(pred, yy, mm)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return epochs * steps * batch / (time.perf_counter() - start)
+
+
+def run(scale: str) -> dict[str, tuple[float, str]]:
+    n, epochs = SIZES[scale]
+    spark = get_spark(load_config("local"))
+    x, y, mask = _dataset(n)
+    rows = [(f"C{i}", x[i].ravel().tolist(), y[i].ravel().tolist(), mask[i].tolist()) for i in range(n)]
+    df = spark.createDataFrame(rows, "customer_id string, features array<float>, targets array<float>, "
+                                     "target_mask array<float>")
+    spec = {"kind": "lstm", "n_features": F, "hidden": 32, "layers": 1, "dropout": 0.0, "n_targets": 5}
+    figures: dict[str, tuple[float, str]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        conv = data.make_converter(df, tmp, 8)       # materialised once, outside the timing
+        del rows
+        warm = _job(conv, n, 1, 1, spec)              # first use: imports, Parquet metadata, kernels
+        run_training(TrainJob(**{**warm.__dict__, "steps": 5}), TrainConfig(launcher="single"))
+        for world, launcher in ((1, "single"), (2, "torch_distributor")):
+            job = _job(conv, n, epochs, world, spec)
+            start = time.perf_counter()
+            result = run_training(job, TrainConfig(launcher=launcher, num_processes=world))
+            seconds = time.perf_counter() - start
+            rate = result.rows_seen / seconds
+            print(f"  ours, {world} process(es): {result.rows_seen} sequences in {seconds:.1f} s "
+                  f"= {rate:,.0f}/s", flush=True)
+            figures[f"train.seq_per_s_{world}proc"] = (rate, "seq/s")
+            figures[f"train.loop_seq_per_s_{world}proc"] = (result.rows_seen / result.seconds, "seq/s")
+        conv.delete()
+    plain_loop(x[:320], y[:320], mask[:320], spec, 1)   # the same warm-up for the reference
+    plain = plain_loop(x, y, mask, spec, epochs)
+    print(f"  plain loop, 1 process: {plain:,.0f}/s", flush=True)
+    figures["train.plain_seq_per_s_1proc"] = (plain, "seq/s")
+    figures["train.ratio_vs_plain_loop"] = (figures["train.seq_per_s_1proc"][0] / plain, "ratio")
+    figures["train.seconds_per_epoch_100k"] = (70_000 / figures["train.seq_per_s_2proc"][0], "s")
+    return figures

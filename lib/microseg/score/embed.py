@@ -1,24 +1,26 @@
-"""Embed every customer with a pandas UDF that carries the encoder as a broadcast.
+"""Embed every customer with a vectorised Spark UDF that carries the encoder as a broadcast.
 
 The driver broadcasts the weights once; each Python worker builds the model from the
-broadcast the first time it needs it and keeps it for later batches and tasks.
+broadcast the first time it needs it and keeps it for later batches and tasks. Batches
+move as Arrow (``mapInArrow``): the feature arrays of a batch are one contiguous float
+buffer, reshaped to [rows, T, F] without a copy per row, and the embeddings go back the
+same way. Torch runs one thread per Spark task, so Spark's cores are not oversubscribed.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Iterator
 
 import numpy as np
-import pandas as pd
+import pyarrow as pa
 import torch
-from pyspark.sql import Column, DataFrame
-from pyspark.sql import functions as F
-from pyspark.sql.functions import pandas_udf
-from pyspark.sql.types import ArrayType, FloatType
+from pyspark.sql import DataFrame
 
 from microseg.model.networks import build_model
 
+SCHEMA = "customer_id string, as_of date, model_version string, embedding array<float>"
 _MODELS: dict[str, torch.nn.Module] = {}
 
 
@@ -39,31 +41,36 @@ def _model_from(broadcast, key: str) -> torch.nn.Module:
     return model
 
 
-def embed_batch(model: torch.nn.Module, features: pd.Series, n_features: int) -> pd.Series:
-    x = np.stack(features.to_numpy()).astype(np.float32, copy=False)
-    x = x.reshape(len(x), -1, n_features)
+def embed_array(model: torch.nn.Module, features: pa.Array, n_features: int) -> pa.Array:
+    """An Arrow list<float> column of flat [T x F] rows -> list<float> embeddings."""
+    rows = len(features)
+    flat = features.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    if rows and flat.size % (rows * n_features):
+        raise ValueError(f"feature arrays must all hold T x {n_features} values; got {flat.size} "
+                         f"values for {rows} rows")
     with torch.inference_mode():
-        out = model.embed(torch.from_numpy(x)).numpy()
-    return pd.Series(list(out))
+        emb = model.embed(torch.from_numpy(flat.reshape(rows, -1, n_features))).numpy()
+    offsets = np.arange(0, (rows + 1) * emb.shape[1], emb.shape[1], dtype=np.int32)
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(emb.ravel(), pa.float32()))
 
 
-def embedding_udf(broadcast, key: str, n_features: int, threads: int = 1):
-    """A pandas UDF: flat feature array -> embedding vector. ``broadcast`` holds
-    ``(weights bytes, spec)``; ``key`` identifies those weights."""
-
-    @pandas_udf(ArrayType(FloatType()))
-    def embed(features: pd.Series) -> pd.Series:
+def _embed_fn(broadcast, key: str, n_features: int, model_version: str, threads: int):
+    def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         torch.set_num_threads(threads)
-        return embed_batch(_model_from(broadcast, key), features, n_features)
+        model = _model_from(broadcast, key)
+        for batch in batches:
+            vectors = embed_array(model, batch.column("features"), n_features)
+            version = pa.array([model_version] * batch.num_rows, pa.string())
+            yield pa.RecordBatch.from_arrays(
+                [batch.column("customer_id"), batch.column("as_of"), version, vectors],
+                names=["customer_id", "as_of", "model_version", "embedding"])
 
     return embed
 
 
-def embed_customers(sequences: DataFrame, weights: bytes, spec: dict, model_version: str) -> DataFrame:
-    """customer, as_of, model_version, embedding; the encoder travels as a broadcast."""
+def embed_customers(sequences: DataFrame, weights: bytes, spec: dict, model_version: str,
+                    threads: int = 1) -> DataFrame:
+    """customer_id, as_of, model_version, embedding for every row of ``sequences``."""
     broadcast = sequences.sparkSession.sparkContext.broadcast((weights, spec))
-    udf = embedding_udf(broadcast, weights_key(weights), spec["n_features"])
-    col: Column = udf(F.col("features"))
-    return sequences.select(
-        "customer_id", "as_of", F.lit(model_version).alias("model_version"), col.alias("embedding")
-    )
+    fn = _embed_fn(broadcast, weights_key(weights), spec["n_features"], model_version, threads)
+    return sequences.select("customer_id", "as_of", "features").mapInArrow(fn, SCHEMA)

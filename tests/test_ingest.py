@@ -183,3 +183,19 @@ def test_monthly_statements_become_two_transactions_each(spark, cfg, tmp_path):
         "A1-2024-02-in": ("2024-02-01", 0.0, "transfer_in", None),
         "A1-2024-02-out": ("2024-02-29", -300.0, "utilities", 1200.0),
     }
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json"])
+def test_parquet_and_json_read_through_the_same_mapping(spark, cfg, tmp_path, fmt):
+    rows = [("C1", "p1", "2024-01-05", "-10.5", "EUR", "groceries", "90"),
+            ("C1", "p2", "2024-02-30", "-1", "EUR", "groceries", None)]
+    df = spark.createDataFrame(rows, "customer_id string, txn_id string, booking_date string, amount string, "
+                                     "currency string, category string, balance_after string")
+    folder = str(tmp_path / fmt)
+    getattr(df.coalesce(1).write, fmt)(folder)
+    mapping = load_mapping("conf/sources/generated.yaml").model_copy(update={"format": fmt, "options": {}})
+    files = check_files(list_files(spark, folder), folder, fmt)
+    got = {r.txn_id: r for r in read_files(spark, files, mapping).collect()}
+    assert got["p1"].amount == -10.5 and got["p1"].booking_date == dt.date(2024, 1, 5)
+    assert got["p1"].parse_error is None and got["p1"].balance_after == 90.0
+    assert got["p2"].parse_error == "UNPARSABLE_DATE"

@@ -56,3 +56,14 @@ def test_feedforward_aggregates_the_window_and_targets_its_mean():
     pred, target, cell_mask = aligned(m, m(x), y, mask)
     assert pred.shape == target.shape == (2, 1, 5)
     assert target[0, 0].tolist() == [1.0] * 5 and cell_mask.tolist() == [[1.0], [0.0]]
+
+
+def test_lstm_embedding_can_carry_the_cell_state():
+    torch.manual_seed(0)
+    plain = LSTMEncoder(n_features=3, hidden=4)
+    with_cell = LSTMEncoder(n_features=3, hidden=4, embed_cell=True)
+    with_cell.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 5, 3)
+    both = with_cell.embed(x)
+    assert both.shape == (2, 8)
+    torch.testing.assert_close(both[:, :4], plain.embed(x))

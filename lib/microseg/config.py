@@ -139,6 +139,7 @@ class ModelConfig(_Strict):
     hidden: int = Field(32, ge=1)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
+    embed_cell: bool = False                         # LSTM embedding: last hidden + last cell state
     learning_rate: float = Field(0.005, gt=0)
     lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs
     lr_gamma: float = Field(0.5, gt=0, le=1)

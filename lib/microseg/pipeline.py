@@ -188,7 +188,7 @@ def train_stage(ctx: Context) -> dict:
     train_conv = data.make_converter(train_df, cache, parts)
     val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
     spec = {"kind": mcfg.kind, "n_features": len(stats), "hidden": mcfg.hidden, "layers": mcfg.layers,
-            "dropout": mcfg.dropout, "n_targets": len(TRAITS)}
+            "dropout": mcfg.dropout, "n_targets": len(TRAITS), "embed_cell": mcfg.embed_cell}
     run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed,
                                          cfg.sequences.target]).encode()).hexdigest()[:16]
     checkpoints = Path(cfg.data_path(cfg.train.checkpoint_dir)) / run_key

@@ -10,7 +10,8 @@ from torch import nn
 class LSTMEncoder(nn.Module):
     """Monthly sequence in, 5 trait scores per month out (many-to-many).
 
-    ``embed`` returns the last hidden state of the top layer (the customer's features).
+    ``embed`` returns the last hidden state of the top layer (the customer's features),
+    with the last cell state appended when ``embed_cell`` is set.
 
     >>> m = LSTMEncoder(n_features=4, hidden=8)
     >>> m(torch.zeros(2, 6, 4)).shape, m.embed(torch.zeros(2, 6, 4)).shape
@@ -20,10 +21,10 @@ class LSTMEncoder(nn.Module):
     sequence_output = True
 
     def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
-                 n_targets: int = 5, kind: str = "lstm"):
+                 n_targets: int = 5, kind: str = "lstm", embed_cell: bool = False):
         super().__init__()
         self.spec = {"kind": "lstm", "n_features": n_features, "hidden": hidden, "layers": layers,
-                     "dropout": dropout, "n_targets": n_targets}
+                     "dropout": dropout, "n_targets": n_targets, "embed_cell": embed_cell}
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
         self.lstm = nn.LSTM(n_features, hidden, num_layers=layers, batch_first=True,
@@ -42,8 +43,8 @@ class LSTMEncoder(nn.Module):
         return self.head(out)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        _, (h, _) = self.lstm(self._scale(x))
-        return h[-1]
+        _, (h, c) = self.lstm(self._scale(x))
+        return torch.cat([h[-1], c[-1]], dim=-1) if self.spec["embed_cell"] else h[-1]
 
 
 class FeedForwardEncoder(nn.Module):
@@ -58,7 +59,7 @@ class FeedForwardEncoder(nn.Module):
     sequence_output = False
 
     def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
-                 n_targets: int = 5, kind: str = "feedforward"):
+                 n_targets: int = 5, kind: str = "feedforward", embed_cell: bool = False):
         super().__init__()
         self.spec = {"kind": "feedforward", "n_features": n_features, "hidden": hidden, "layers": layers,
                      "dropout": dropout, "n_targets": n_targets}

@@ -165,7 +165,7 @@ class SegmentConfig(_Strict):
     features: Literal["model", "traits"] = "model"   # the model.kind encoder's embeddings, or raw traits
     algorithm: Literal["kmeans", "bisecting_kmeans"] = "kmeans"
     k: int | None = Field(None, ge=2)                # null: choose from k_grid by silhouette
-    k_grid: list[int] = [4, 6, 8, 12, 16, 24]
+    k_grid: list[int] = [6, 8, 12, 16, 24]
     sample_rows: int = Field(20_000, ge=100)         # for choosing k
     coarse_k: int = Field(4, ge=1)
     max_iter: int = Field(30, ge=1)

@@ -267,14 +267,29 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
+def problems(err: ValidationError) -> str:
+    """Pydantic errors as ``key.path: message; ...``."""
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors())
+
+
+def load_model_file(path: str | Path, model: type[BaseModel], what: str):
+    """A YAML file validated into ``model``; any problem is a ConfigError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist")
+    try:
+        return model.model_validate(yaml.safe_load(path.read_text()))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
+    except ValidationError as err:
+        raise ConfigError(f"invalid {what} {path}: {problems(err)}") from None
+
+
 def _validate(data: dict, source: str) -> Settings:
     try:
         return Settings.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors()
-        )
-        raise ConfigError(f"invalid configuration ({source}): {problems}") from None
+        raise ConfigError(f"invalid configuration ({source}): {problems(err)}") from None
 
 
 def load_config(

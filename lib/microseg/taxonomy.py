@@ -5,10 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
-from microseg.config import ConfigError
+from microseg.config import load_model_file
 
 TRAITS = ("openness", "conscientiousness", "extraversion", "agreeableness", "neuroticism")
 
@@ -64,11 +63,4 @@ class Taxonomy(BaseModel):
 
 
 def load_taxonomy(path: str | Path) -> Taxonomy:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"taxonomy file {path} does not exist (config key: taxonomy)")
-    try:
-        return Taxonomy.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid taxonomy {path}: {problems}") from None
+    return load_model_file(path, Taxonomy, "taxonomy")

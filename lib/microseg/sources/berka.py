@@ -12,14 +12,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pyspark.errors import AnalysisException
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from microseg.config import ConfigError
+from microseg.config import ConfigError, load_model_file
 from microseg.sources.contract import SourceError, conform
 
 ANY = "any"  # rule wildcard: matches every value; null in a rule matches "none" only
@@ -75,14 +74,7 @@ DEFAULT_FILES = BerkaFiles()
 
 def load_mapping(path: str | Path, classes: Iterable[str]) -> BerkaMapping:
     """Read and validate the mapping; every rule's class must be one of ``classes``."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Berka mapping {path} does not exist (see conf/sources/berka.yaml)")
-    try:
-        mapping = BerkaMapping.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid Berka mapping {path}: {problems}") from None
+    mapping = load_model_file(path, BerkaMapping, "Berka mapping")
     known = set(classes)
     for i, rule in enumerate(mapping.rules):
         if rule.txn_class not in known:

@@ -24,13 +24,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
-from microseg.config import ConfigError
+from microseg.config import load_model_file
 from microseg.sources.contract import REQUIRED, SourceError, conform
 
 CORRUPT = "_corrupt_record"
@@ -76,14 +75,7 @@ class FileMapping(BaseModel):
 
 
 def load_mapping(path: str | Path) -> FileMapping:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"source mapping {path} does not exist (config key: source.mapping)")
-    try:
-        return FileMapping.model_validate(yaml.safe_load(path.read_text()))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise ConfigError(f"invalid source mapping {path}: {problems}") from None
+    return load_model_file(path, FileMapping, "source mapping")
 
 
 def list_files(spark: SparkSession, path: str) -> list[tuple[str, int]]:

@@ -18,12 +18,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from microseg.config import ConfigError
+from microseg.config import load_model_file
 from microseg.sources.contract import SourceError, conform
 from microseg.sources.files import CORRUPT, read_strings
 
@@ -43,10 +42,7 @@ class StatementMapping(BaseModel):
 
 
 def load_mapping(path: str | Path) -> StatementMapping:
-    try:
-        return StatementMapping.model_validate(yaml.safe_load(Path(path).read_text()))
-    except (OSError, ValidationError) as err:
-        raise ConfigError(f"invalid statements mapping {path}: {err}") from None
+    return load_model_file(path, StatementMapping, "statements mapping")
 
 
 def read_statements(spark: SparkSession, files: list[str], mapping: StatementMapping) -> DataFrame:

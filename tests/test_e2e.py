@@ -1,6 +1,7 @@
 """The whole flow on a few hundred customers, run twice: tables, MLflow, segments."""
 
 import json
+from pathlib import Path
 
 import mlflow
 import pytest
@@ -119,8 +120,13 @@ def monthly(runs):
     """The monthly flow for the next month, twice: the second run must change nothing."""
     ctx = runs[0]
     month = pipeline.Context.create(ctx.cfg.with_overrides(**{"sequences.as_of": "2023-12"}), ctx.spark)
+    # December's file brings a customer the segmentation has never seen
+    new = Path(ctx.cfg.data_path(ctx.cfg.generator.landing)) / "transactions" / "month=2023-12" / "new.csv"
+    new.write_text("customer_id,txn_id,booking_date,amount,currency,category,balance_after\n"
+                   "N0000001,N1,2023-12-01,2500,EUR,salary,3000\n"
+                   "N0000001,N2,2023-12-03,-80,EUR,pubs_bars,2920\n")
     first = pipeline.run_all(month, flow="monthly")
-    snapshot = {k: sorted(month.tables.read(k).drop("spend_mix").collect())
+    snapshot = {k: sorted(month.tables.read(k).drop("spend_mix").collect(), key=repr)
                 for k in ("segments", "segment_migration", "segment_profiles")}
     second = pipeline.run_all(month, flow="monthly")
     return month, first, second, snapshot
@@ -129,19 +135,46 @@ def monthly(runs):
 def test_monthly_flow_assigns_with_stored_centroids_and_counts_migrations(monthly):
     month, first, _, _ = monthly
     assert list(first) == pipeline.FLOWS["monthly"]
-    assert first["ingest"]["rows_inserted"] == 0          # nothing new landed: nothing inserted
+    assert first["ingest"]["rows_inserted"] == 2          # only the new file's rows
     segs = month.tables.read("segments")
     assert sorted(r.as_of.isoformat() for r in segs.select("as_of").distinct().collect()) == [
         "2023-11-01", "2023-12-01"]
     dec = segs.where(F.col("as_of") == "2023-12-01")
-    assert dec.count() == 240 and dec.select("model_version").distinct().head()[0] == "1"
-    moved = month.tables.read("segment_migration").where(F.col("as_of") == "2023-12-01")
-    assert moved.agg(F.sum("customers")).head()[0] == 240   # everyone was there both months
-    assert moved.where(F.col("from_segment").isNull() | F.col("to_segment").isNull()).count() == 0
+    assert dec.count() == 241 and dec.select("model_version").distinct().head()[0] == "1"
+    k = first["assign"]["k"]
+    newcomer = dec.where(F.col("customer_id") == "N0000001").head()
+    assert 0 <= newcomer.segment < k and newcomer.distance >= 0      # placed by the stored centroids
+    centroids = month.tables.read("segment_centroids").collect()
+    assert len(centroids) == k                                      # no refit: still one set
+    moved = {(r.from_segment, r.to_segment): r.customers for r in
+             month.tables.read("segment_migration").where(F.col("as_of") == "2023-12-01").collect()}
+    assert sum(moved.values()) == 241
+    assert moved[(None, newcomer.segment)] == 1                     # the arrival
+    assert not [key for key in moved if key[1] is None]             # nobody left
 
 
 def test_rerunning_the_month_changes_nothing(monthly):
     month, first, second, snapshot = monthly
     assert second["assign"]["k"] == first["assign"]["k"]
     for key, rows in snapshot.items():
-        assert sorted(month.tables.read(key).drop("spend_mix").collect()) == rows, key
+        assert sorted(month.tables.read(key).drop("spend_mix").collect(), key=repr) == rows, key
+
+
+@pytest.mark.parametrize("variant", ["traits", "feedforward"])
+def test_raw_traits_and_feedforward_features_segment_into_their_own_tables(runs, variant):
+    ctx = runs[0]
+    overrides = {"segment.features": "traits"} if variant == "traits" else {"model.kind": "feedforward"}
+    run = pipeline.Context.create(ctx.cfg.with_overrides(**overrides), ctx.spark)
+    stages = ["segment"] if variant == "traits" else ["train", "embed", "segment"]
+    out = {name: pipeline.run_stage(name, run) for name in stages}
+    segs = run.tables.read(f"segments@{variant}")
+    assert run.tables.name(f"segments@{variant}") == f"gold.segments_{variant}"
+    assert segs.count() == run.tables.read("sequences").count() and out["segment"]["features"] == variant
+    version = segs.select("model_version").distinct().head()[0]
+    if variant == "traits":
+        assert version == f"traits@{run.taxonomy.version}"
+    else:
+        assert out["train"]["model"] == "microseg-encoder-feedforward" and version == "1"
+        emb = run.tables.read("embeddings@feedforward").head()
+        assert len(emb.embedding) == run.cfg.model.hidden
+    assert run.tables.read(f"segment_centroids@{variant}").count() == out["segment"]["k"]

@@ -96,6 +96,10 @@ def test_mlflow_records_the_run_and_registry(runs):
     name = ctx.cfg.mlflow.registered_model
     champion = client.get_model_version_by_alias(name, ctx.cfg.mlflow.alias)
     assert str(champion.version) == "1" and champion.run_id == run.info.run_id
+    assert any(line.startswith(f"model {name}: ") and "champion = 1" in line
+               for line in tracking.alias_status(ctx.cfg))
+    status = {row["table"]: row for row in pipeline.table_status(ctx)}
+    assert status["gold.sequences"]["version"] == ctx.tables.version("sequences")
     # the same data and seed give the same model: not better, so the champion stays
     assert second["train"]["model_version"] == 2 and second["train"]["promoted"] is False
     assert second["train"]["val_loss"] == first["train"]["val_loss"]

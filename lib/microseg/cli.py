@@ -54,6 +54,26 @@ def run(
 
 
 @app.command()
+def status(env: EnvOpt = "local", conf: ConfOpt = [], set_: SetOpt = []) -> None:  # noqa: B006
+    """Each table's current Delta version and last write, and the registered models' aliases."""
+    from microseg import pipeline, tracking
+
+    try:
+        cfg = _settings(env, conf, set_)
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
+    logging.getLogger("py4j").setLevel(logging.WARNING)
+    ctx = pipeline.Context.create(cfg)
+    for row in pipeline.table_status(ctx):
+        typer.echo(f"{row['table']:32s} " + (f"v{row['version']:<4d} {row['timestamp']}  {row['operation']}"
+                                             if row["exists"] else "(not written yet)"))
+    tracking.setup(cfg)
+    for line in tracking.alias_status(cfg):
+        typer.echo(line)
+
+
+@app.command()
 def stages() -> None:
     """List the stages in order, with their input and output tables."""
     from microseg.pipeline import STAGES

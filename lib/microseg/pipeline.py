@@ -411,6 +411,19 @@ def run_stage(name: str, ctx: Context) -> dict:
     return out
 
 
+def table_status(ctx: Context) -> list[dict]:
+    """Every configured table: exists, current version, when and how it was last written."""
+    out = []
+    for key in ctx.cfg.tables.names:
+        row = {"table": ctx.tables.name(key), "exists": ctx.tables.exists(key)}
+        if row["exists"]:
+            last = ctx.tables.history(key).head()           # the newest commit only
+            row.update(version=int(last["version"]), timestamp=str(last["timestamp"]),
+                       operation=last["operation"])
+        out.append(row)
+    return out
+
+
 FLOWS = {
     "all": ["generate", "ingest", "aggregate", "labels", "personality", "sequences", "train", "embed",
             "segment", "summary"],

@@ -129,3 +129,19 @@ def load_encoder_files(registered_model: str, alias: str) -> tuple[bytes, dict, 
     weights = next(local.rglob("encoder.pt")).read_bytes()
     spec = json.loads(next(local.rglob("spec.json")).read_text())
     return weights, spec, str(mv.version)
+
+
+def alias_status(cfg: Settings) -> list[str]:
+    """One line per registered model of this project: versions, and who holds the alias."""
+    client = MlflowClient()
+    lines = []
+    for model in client.search_registered_models(f"name LIKE '{cfg.mlflow.registered_model}%'"):
+        holder = model.aliases.get(cfg.mlflow.alias)
+        best = ""
+        if holder is not None:
+            run = client.get_run(client.get_model_version(model.name, holder).run_id)
+            best = f", best_val_loss {run.data.metrics.get('best_val_loss', float('nan')):.5f}"
+        latest = max((int(v.version) for v in client.search_model_versions(f"name = '{model.name}'")), default=0)
+        lines.append(f"model {model.name}: {latest} version(s); {cfg.mlflow.alias} = "
+                     f"{holder if holder is not None else 'none'}{best}")
+    return lines or [f"model {cfg.mlflow.registered_model}: not registered yet"]

@@ -3,6 +3,7 @@ invariant, whole-file errors, idempotent re-ingest and an incremental month."""
 
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from pyspark.sql import functions as F
@@ -85,8 +86,6 @@ def test_reingest_adds_nothing_and_a_new_month_appends_only_its_rows(spark, land
     assert ctx.tables.read("quarantine").count() == first["rows_quarantined"]   # replaced, not doubled
     # a new month's file lands beside the old one: only its rows are inserted
     folder = ctx.cfg.data_path(ctx.cfg.source.path)
-    from pathlib import Path
-
     _write(Path(folder) / "month=2024-02", "part-0.csv",
            [HEADER, "C1,t20,2024-02-03,-7,EUR,dining,93", "C2,t21,2024-02-04,-8,EUR,pets,"])
     third = pipeline.run_stage("ingest", ctx)
@@ -199,3 +198,38 @@ def test_parquet_and_json_read_through_the_same_mapping(spark, cfg, tmp_path, fm
     assert got["p1"].amount == -10.5 and got["p1"].booking_date == dt.date(2024, 1, 5)
     assert got["p1"].parse_error is None and got["p1"].balance_after == 90.0
     assert got["p2"].parse_error == "UNPARSABLE_DATE"
+
+
+def test_customer_ids_can_be_pseudonymised_with_a_key_from_the_environment(spark, landing, monkeypatch):
+    import hashlib
+    import hmac
+
+    from microseg.config import ConfigError
+    from microseg.prep.pseudonymise import hmac_sha256_hex
+
+    key = "a-test-key-of-enough-length"
+    ids = ["C1", "C00000042", "Zoë-7", "x" * 100]
+    got = spark.createDataFrame([(i,) for i in ids], "id string").select(
+        "id", hmac_sha256_hex(F.col("id"), key.encode()).alias("p")).collect()
+    assert {r.id: r.p for r in got} == {i: hmac.new(key.encode(), i.encode(), hashlib.sha256).hexdigest()
+                                        for i in ids}
+    cfg = landing.with_overrides(**{"ingest.pseudonymise": True})
+    ctx = pipeline.Context.create(cfg, spark)
+    monkeypatch.delenv("MICROSEG_PSEUDONYM_KEY", raising=False)
+    with pytest.raises(ConfigError, match="MICROSEG_PSEUDONYM_KEY holds no key"):
+        pipeline.run_stage("ingest", ctx)
+    monkeypatch.setenv("MICROSEG_PSEUDONYM_KEY", key)
+    out = pipeline.run_stage("ingest", ctx)
+    assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"]
+    customers = {r.customer_id for r in ctx.tables.read("transactions").select("customer_id").distinct().collect()}
+    assert customers == {hmac.new(key.encode(), c.encode(), hashlib.sha256).hexdigest() for c in ("C1", "C2")}
+    assert out["quarantine_reasons"]["MISSING_CUSTOMER_ID"] == 1          # blanks are still caught
+    # the loan book joins on the same pseudonyms
+    loans = Path(cfg.data_path("{root}")) / "loans"
+    _write(loans, "loans.csv", ["customer_id,loan_id,loan_status", "C1,L1,B", "C2,L2,A"])
+    ctx = pipeline.Context.create(cfg.with_overrides(**{"source.loans": str(loans)}), spark)
+    pipeline.run_stage("aggregate", ctx)
+    pipeline.run_stage("labels", ctx)
+    labels = {r.customer_id: r.loan_default for r in ctx.tables.read("labels").collect()}
+    assert labels == {hmac.new(key.encode(), b"C1", hashlib.sha256).hexdigest(): 1,
+                      hmac.new(key.encode(), b"C2", hashlib.sha256).hexdigest(): 0}

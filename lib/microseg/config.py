@@ -105,6 +105,8 @@ class IngestConfig(_Strict):
     today: str | None = None                     # "YYYY-MM-DD" pins "the future"; null: the run date
     max_abs_amount: float = Field(10_000_000, gt=0)
     unknown_category: Literal["quarantine", "unclassified"] = "quarantine"
+    pseudonymise: bool = False                   # customer ids -> HMAC-SHA256 pseudonyms at ingest
+    pseudonym_key_env: str = "MICROSEG_PSEUDONYM_KEY"   # the variable holding the key (not the key)
 
 
 class SplitConfig(_Strict):

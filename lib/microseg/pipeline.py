@@ -24,6 +24,7 @@ from microseg import tracking
 from microseg.config import CONF_DIR, Settings
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import check, split
+from microseg.prep.pseudonymise import key_from_env, pseudonymise
 from microseg.spark import get_spark
 from microseg.tables import Tables
 from microseg.taxonomy import TRAITS, Taxonomy, load_taxonomy
@@ -89,7 +90,10 @@ def ingest_stage(ctx: Context) -> dict:
     ctx.tables.commit_note = json.dumps({"stage": "ingest", "batch_id": batch.batch_id,
                                          "code_version": tracking.code_version()})
     classes = [c.name for c in ctx.taxonomy.classes]
-    checked = check(batch.rows, rules, classes, today).persist()   # read and checked once
+    rows = batch.rows
+    if rules.pseudonymise:
+        rows = pseudonymise(rows, "customer_id", key_from_env(rules.pseudonym_key_env))
+    checked = check(rows, rules, classes, today).persist()   # read and checked once
     counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 15 rows
     valid = counts.pop(None, 0)
     reasons, quarantined = counts, sum(counts.values())
@@ -120,6 +124,8 @@ def labels_stage(ctx: Context) -> dict:
     from microseg.sources.registry import read_loans
 
     loans = read_loans(ctx.spark, ctx.cfg)
+    if loans is not None and ctx.cfg.ingest.pseudonymise:   # join on the same pseudonyms as bronze
+        loans = pseudonymise(loans, "customer_id", key_from_env(ctx.cfg.ingest.pseudonym_key_env))
     out = customer_labels(ctx.tables.read("monthly_account"), loans, ctx.cfg.labels.liquidity_classes)
     ctx.tables.overwrite("labels", out)
     return {"labels_version": ctx.tables.version("labels"), "has_loans": loans is not None}

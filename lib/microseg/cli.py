@@ -20,7 +20,12 @@ SetOpt = Annotated[list[str], typer.Option("--set", help="override: key.path=val
 
 
 def _settings(env: str, conf: list[str], overrides: list[str]):
-    return load_config(env, conf, dict(parse_override(o) for o in overrides))
+    """The validated config; a bad one ends the command with exit code 2 and the reason."""
+    try:
+        return load_config(env, conf, dict(parse_override(o) for o in overrides))
+    except ConfigError as err:
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -33,11 +38,7 @@ def run(
     """Run one stage, or every stage in order."""
     from microseg import pipeline
 
-    try:
-        cfg = _settings(env, conf, set_)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    cfg = _settings(env, conf, set_)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     ctx = pipeline.Context.create(cfg)
@@ -58,11 +59,7 @@ def status(env: EnvOpt = "local", conf: ConfOpt = [], set_: SetOpt = []) -> None
     """Each table's current Delta version and last write, and the registered models' aliases."""
     from microseg import pipeline, tracking
 
-    try:
-        cfg = _settings(env, conf, set_)
-    except ConfigError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(2) from None
+    cfg = _settings(env, conf, set_)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     ctx = pipeline.Context.create(cfg)
     for row in pipeline.table_status(ctx):

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+def _check_month(value: str) -> str:
+    if not MONTH.match(value):
+        raise ValueError(f"{value!r} is not a month; write 'YYYY-MM'")
+    return value
+
+
+Month = Annotated[str, AfterValidator(_check_month)]   # "YYYY-MM"
 
 
 class ConfigError(ValueError):
@@ -51,7 +60,7 @@ class TablesConfig(_Strict):
 class GeneratorConfig(_Strict):
     customers: int = Field(2000, ge=1)
     months: int = Field(24, ge=2)
-    start_month: str = "2023-01"
+    start_month: Month = "2023-01"
     coarse_groups: int = Field(4, ge=1)
     micro_per_group: int = Field(3, ge=1, le=4)
     tx_per_month: float = Field(18, gt=0)
@@ -71,13 +80,6 @@ class GeneratorConfig(_Strict):
                 raise ValueError(f"{reason}: rate {rate} must be within [0, 0.5]")
         return rates
 
-    @field_validator("start_month")
-    @classmethod
-    def _month(cls, v: str) -> str:
-        if not MONTH.match(v):
-            raise ValueError(f"{v!r} is not a month; write 'YYYY-MM'")
-        return v
-
 
 class SourceConfig(_Strict):
     adapter: Literal["files", "berka", "statements"] = "files"
@@ -88,15 +90,8 @@ class SourceConfig(_Strict):
 
 
 class DateWindow(_Strict):
-    start: str = "2000-01"
-    end: str | None = None                       # null: no upper bound but today
-
-    @field_validator("start", "end")
-    @classmethod
-    def _month(cls, v: str | None) -> str | None:
-        if v is not None and not MONTH.match(v):
-            raise ValueError(f"{v!r} is not a month; write 'YYYY-MM'")
-        return v
+    start: Month = "2000-01"
+    end: Month | None = None                       # null: no upper bound but today
 
 
 class IngestConfig(_Strict):
@@ -124,16 +119,9 @@ class SplitConfig(_Strict):
 class SequencesConfig(_Strict):
     window_months: int = Field(24, ge=2)
     min_months: int = Field(6, ge=1)
-    as_of: str | None = None
+    as_of: Month | None = None
     target: Literal["current", "next"] = "next"
     split: SplitConfig = SplitConfig()
-
-    @field_validator("as_of")
-    @classmethod
-    def _month(cls, v: str | None) -> str | None:
-        if v is not None and not MONTH.match(v):
-            raise ValueError(f"{v!r} is not a month; write 'YYYY-MM'")
-        return v
 
 
 class ModelConfig(_Strict):

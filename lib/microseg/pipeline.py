@@ -21,7 +21,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from microseg import tracking
-from microseg.config import CONF_DIR, Settings
+from microseg.config import Settings
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import check, split
 from microseg.prep.pseudonymise import key_from_env, pseudonymise
@@ -42,10 +42,7 @@ class Context:
     @classmethod
     def create(cls, cfg: Settings, spark: SparkSession | None = None) -> Context:
         spark = spark or get_spark(cfg)
-        path = Path(cfg.taxonomy)
-        if not path.is_absolute() and not path.exists():
-            path = CONF_DIR.parent / path
-        return cls(cfg, spark, Tables(spark, cfg), load_taxonomy(path))
+        return cls(cfg, spark, Tables(spark, cfg), load_taxonomy(cfg.conf_path(cfg.taxonomy)))
 
     @property
     def work_dir(self) -> Path:
@@ -232,10 +229,10 @@ def train_stage(ctx: Context) -> dict:
             "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}
 
 
-def _variant(cfg: Settings, key: str, traits: bool = False) -> str:
-    """The table key for the model kind (the LSTM's tables carry no suffix) or raw traits."""
-    kind = "traits" if traits else cfg.model.kind
-    return key if kind == "lstm" else f"{key}@{kind}"
+def _variant(key: str, features: str) -> str:
+    """The table key for what was embedded or clustered: ``lstm`` (no suffix),
+    ``feedforward`` or ``traits``."""
+    return key if features == "lstm" else f"{key}@{features}"
 
 
 def _as_of(ctx: Context, key: str = "sequences") -> dt.date:
@@ -248,7 +245,7 @@ def embed_stage(ctx: Context) -> dict:
 
     tracking.setup(ctx.cfg)
     weights, spec, version = tracking.load_encoder_files(registered_name(ctx.cfg), ctx.cfg.mlflow.alias)
-    as_of, key = _as_of(ctx), _variant(ctx.cfg, "embeddings")
+    as_of, key = _as_of(ctx), _variant("embeddings", ctx.cfg.model.kind)
     emb = embed_customers(ctx.tables.read("sequences"), weights, spec["model"], version)
     ctx.tables.replace_where(key, emb, f"as_of = '{as_of}'")
     return {"model_version": version, "as_of": str(as_of), "table": ctx.tables.name(key)}
@@ -266,7 +263,7 @@ def _segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str |
             "customer_id", F.lit(as_of).alias("as_of"),
             F.lit(f"traits@{ctx.taxonomy.version}").alias("model_version"), "embedding")
         return vectors, "traits", None
-    key = _variant(cfg, "embeddings")
+    key = _variant("embeddings", cfg.model.kind)
     emb = ctx.tables.read(key).where(F.col("as_of") == F.lit(as_of))
     return emb, cfg.model.kind, registered_name(cfg)
 
@@ -283,7 +280,6 @@ def segment_stage(ctx: Context) -> dict:
     vectors, variant, model_name = _segment_inputs(ctx, as_of)
     vectors = vectors.persist()
     version = vectors.select("model_version").head()[0]
-    suffix = "" if variant == "lstm" else f"@{variant}"
     tracking.setup(cfg)
     with mlflow.start_run(run_name=f"segment-{variant}") as run:
         mlflow.set_tags({"features": variant, "model_version": version, "as_of": str(as_of),
@@ -306,23 +302,23 @@ def segment_stage(ctx: Context) -> dict:
             from mlflow.tracking import MlflowClient
 
             MlflowClient().set_model_version_tag(model_name, version, "segmentation_run", run.info.run_id)
-    ctx.tables.replace_where(f"segment_centroids{suffix}", table, f"model_version = '{version}'")
+    ctx.tables.replace_where(_variant("segment_centroids", variant), table, f"model_version = '{version}'")
     segments = segment.assign(vectors, centroids, coarse)
-    ctx.tables.replace_where(f"segments{suffix}", segments, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(_variant("segments", variant), segments, f"as_of = '{as_of}'")
     vectors.unpersist()
-    _write_profiles(ctx, suffix, as_of)
+    _write_profiles(ctx, variant, as_of)
     return {"features": variant, "k": k, "coarse_k": int(len(set(coarse.tolist()))), "as_of": str(as_of),
             "silhouette": curve.get(k), "model_version": version, "segment_run_id": run.info.run_id}
 
 
-def _write_profiles(ctx: Context, suffix: str, as_of: dt.date) -> None:
+def _write_profiles(ctx: Context, variant: str, as_of: dt.date) -> None:
     from microseg.score import segment
 
     labels = ctx.tables.read("labels") if ctx.tables.exists("labels") else None
-    segs = ctx.tables.read(f"segments{suffix}").where(F.col("as_of") == F.lit(as_of))
+    segs = ctx.tables.read(_variant("segments", variant)).where(F.col("as_of") == F.lit(as_of))
     prof = segment.profiles(segs, ctx.tables.read("personality"), ctx.tables.read("monthly_spend"),
                             labels, list(TRAITS))
-    ctx.tables.replace_where(f"segment_profiles{suffix}", prof, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(_variant("segment_profiles", variant), prof, f"as_of = '{as_of}'")
 
 
 def assign_stage(ctx: Context) -> dict:
@@ -333,22 +329,21 @@ def assign_stage(ctx: Context) -> dict:
     as_of = _as_of(ctx)
     vectors, variant, _ = _segment_inputs(ctx, as_of)
     version = vectors.select("model_version").head()[0]
-    suffix = "" if variant == "lstm" else f"@{variant}"
-    stored = ctx.tables.read(f"segment_centroids{suffix}").where(F.col("model_version") == version)
+    stored = ctx.tables.read(_variant("segment_centroids", variant)).where(F.col("model_version") == version)
     rows = stored.orderBy("segment").collect()             # k rows: small by construction
     if not rows:
         raise RuntimeError(f"no stored centroids for model version {version}; run the segment stage "
                            "once for this model version first")
     centroids = np.array([r.centroid for r in rows])
     coarse = np.array([r.coarse_segment for r in rows])
-    ctx.tables.replace_where(f"segments{suffix}", segment.assign(vectors, centroids, coarse),
+    ctx.tables.replace_where(_variant("segments", variant), segment.assign(vectors, centroids, coarse),
                              f"as_of = '{as_of}'")
-    _write_profiles(ctx, suffix, as_of)
+    _write_profiles(ctx, variant, as_of)
     previous = sequences.window_months(as_of, 2)[0]
-    segs = ctx.tables.read(f"segments{suffix}")
+    segs = ctx.tables.read(_variant("segments", variant))
     moved = segment.migration(segs.where(F.col("as_of") == F.lit(previous)),
                               segs.where(F.col("as_of") == F.lit(as_of)), previous, as_of)
-    ctx.tables.replace_where(f"segment_migration{suffix}", moved, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(_variant("segment_migration", variant), moved, f"as_of = '{as_of}'")
     return {"as_of": str(as_of), "model_version": version, "k": len(rows)}
 
 

@@ -7,7 +7,23 @@ import torch
 from torch import nn
 
 
-class LSTMEncoder(nn.Module):
+class _Scaled(nn.Module):
+    """Feature scaling as buffers: fitted statistics travel inside the state_dict."""
+
+    def __init__(self, n_features: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_features))
+        self.register_buffer("std", torch.ones(n_features))
+
+    def set_scaling(self, mean, std) -> None:
+        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
+
+    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class LSTMEncoder(_Scaled):
     """Monthly sequence in, 5 trait scores per month out (many-to-many).
 
     ``embed`` returns the last hidden state of the top layer (the customer's features),
@@ -22,21 +38,12 @@ class LSTMEncoder(nn.Module):
 
     def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
                  n_targets: int = 5, kind: str = "lstm", embed_cell: bool = False):
-        super().__init__()
+        super().__init__(n_features)
         self.spec = {"kind": "lstm", "n_features": n_features, "hidden": hidden, "layers": layers,
                      "dropout": dropout, "n_targets": n_targets, "embed_cell": embed_cell}
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
         self.lstm = nn.LSTM(n_features, hidden, num_layers=layers, batch_first=True,
                             dropout=dropout if layers > 1 else 0.0)
         self.head = nn.Linear(hidden, n_targets)
-
-    def set_scaling(self, mean, std) -> None:
-        self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
-        self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
-
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(self._scale(x))
@@ -47,7 +54,7 @@ class LSTMEncoder(nn.Module):
         return torch.cat([h[-1], c[-1]], dim=-1) if self.spec["embed_cell"] else h[-1]
 
 
-class FeedForwardEncoder(nn.Module):
+class FeedForwardEncoder(_Scaled):
     """The window's aggregated features in (mean and standard deviation over the months),
     the window's mean trait scores out; ``embed`` is the last hidden layer's activations.
 
@@ -60,11 +67,9 @@ class FeedForwardEncoder(nn.Module):
 
     def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
                  n_targets: int = 5, kind: str = "feedforward", embed_cell: bool = False):
-        super().__init__()
+        super().__init__(n_features)
         self.spec = {"kind": "feedforward", "n_features": n_features, "hidden": hidden, "layers": layers,
                      "dropout": dropout, "n_targets": n_targets}
-        self.register_buffer("mean", torch.zeros(n_features))
-        self.register_buffer("std", torch.ones(n_features))
         blocks, width = [], 2 * n_features
         for i in range(layers):                     # ``layers`` hidden layers of ``hidden`` units
             if i and dropout:
@@ -73,9 +78,6 @@ class FeedForwardEncoder(nn.Module):
             width = hidden
         self.body = nn.Sequential(*blocks)
         self.head = nn.Linear(hidden, n_targets)
-
-    set_scaling = LSTMEncoder.set_scaling
-    _scale = LSTMEncoder._scale
 
     def _aggregate(self, x: torch.Tensor) -> torch.Tensor:
         x = self._scale(x)

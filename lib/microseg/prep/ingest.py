@@ -12,6 +12,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from microseg.config import IngestConfig
+from microseg.prep.sequences import parse_month
 
 REASONS = {
     "MALFORMED_LINE": "the line does not split into the file's columns (quotes, delimiter, field count)",
@@ -40,22 +41,18 @@ def _blank(col: Column) -> Column:
     return col.isNull() | (F.trim(col) == "")
 
 
-def _month_start(text: str) -> dt.date:
-    year, month = map(int, text.split("-"))
-    return dt.date(year, month, 1)
-
-
 def _window_end(text: str | None) -> dt.date | None:
+    """The last day of the month ``text`` ("YYYY-MM"), or None."""
     if text is None:
         return None
-    start = _month_start(text)
+    start = parse_month(text)
     return (start.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1)
 
 
 def _reason(rules: IngestConfig, classes: list[str], today: dt.date) -> Column:
     """The first rule a row breaks, or null."""
     date, amount = F.col("booking_date"), F.col("amount")
-    start, end = _month_start(rules.date_window.start), _window_end(rules.date_window.end)
+    start, end = parse_month(rules.date_window.start), _window_end(rules.date_window.end)
     out_of_window = date < F.lit(start)
     if end is not None:
         out_of_window = out_of_window | (date > F.lit(end))

@@ -28,10 +28,11 @@ def batch_id(source: str, files: list[tuple[str, int]]) -> str:
 
 def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
     path = cfg.data_path(cfg.source.path)
+    classes = [c.name for c in taxonomy.classes]
     if cfg.source.adapter == "berka":
         from microseg.sources import berka
 
-        mapping = berka.load_mapping(cfg.conf_path(cfg.source.mapping), [c.name for c in taxonomy.classes])
+        mapping = berka.load_mapping(cfg.conf_path(cfg.source.mapping), classes)
         listed = file_source.list_files(spark, f"{path.rstrip('/')}/{mapping.files.transactions}")
         rows = berka.read_transactions(spark, path, mapping)
         return Batch(rows, "berka", batch_id("berka", listed), [p for p, _ in listed])
@@ -39,20 +40,18 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
         from microseg.sources import statements
 
         mapping = statements.load_mapping(cfg.conf_path(cfg.source.mapping))
-        listed = file_source.list_files(spark, path)
-        names = file_source.check_files(listed, path, mapping.format)
-        rows = statements.read_statements(spark, names, mapping)
-        return Batch(rows, mapping.name, batch_id(mapping.name, listed), names)
-    mapping = file_source.load_mapping(cfg.conf_path(cfg.source.mapping))
+        read = lambda names: statements.read_statements(spark, names, mapping)  # noqa: E731
+    else:
+        mapping = file_source.load_mapping(cfg.conf_path(cfg.source.mapping))
+        mcc_table = None
+        if mapping.category_codes == "mcc":
+            from microseg.sources.mcc import load_mcc_table
+
+            mcc_table = load_mcc_table(cfg.conf_path("conf/mcc.yaml"), classes)
+        read = lambda names: file_source.read_files(spark, names, mapping, mcc_table)  # noqa: E731
     listed = file_source.list_files(spark, path)
     names = file_source.check_files(listed, path, mapping.format)
-    mcc_table = None
-    if mapping.category_codes == "mcc":
-        from microseg.sources.mcc import load_mcc_table
-
-        mcc_table = load_mcc_table(cfg.conf_path("conf/mcc.yaml"), [c.name for c in taxonomy.classes])
-    rows = file_source.read_files(spark, names, mapping, mcc_table)
-    return Batch(rows, mapping.name, batch_id(mapping.name, listed), names)
+    return Batch(read(names), mapping.name, batch_id(mapping.name, listed), names)
 
 
 def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:

@@ -17,13 +17,15 @@ export OMP_NUM_THREADS ?= 1
 CONF ?=
 ARGS ?=
 
-.PHONY: help env demo test run bench clean-lakehouse env-path
+.PHONY: help env demo test run bench report reliability clean-lakehouse env-path
 
 help:
 	@echo "make demo   run the whole pipeline on the embedded default (local Spark, Delta, MLflow)"
 	@echo "make test   run the test suite"
 	@echo "make env    create the environment (once per lock-file hash) at $(ENV_DIR)"
 	@echo "make run STAGE=<name> [ARGS='--set model.epochs=2']   run one stage"
+	@echo "make report evaluation report (HTML) for the embedded default, after make demo"
+	@echo "make reliability  fault-injection harness (SIGKILL trials, concurrent ingests)"
 	@echo "make bench  speed figures -> bench/results.json (ratios against a reference in the same run)"
 
 env:
@@ -43,6 +45,12 @@ test: env
 
 bench: env
 	$(PY) -m bench $(ARGS)
+
+report: env
+	$(PY) -m microseg report $(ARGS)
+
+reliability: env
+	$(PY) -m reliability $(ARGS)
 
 clean-lakehouse:
 	rm -rf lakehouse

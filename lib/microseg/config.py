@@ -47,6 +47,7 @@ class TablesConfig(_Strict):
     root: str = "lakehouse"
     catalog: str | None = None
     names: dict[str, str]
+    pinned: dict[str, int] = {}   # table key -> Delta version to read (reproduce a recorded run)
 
     @field_validator("names")
     @classmethod
@@ -102,6 +103,7 @@ class IngestConfig(_Strict):
     unknown_category: Literal["quarantine", "unclassified"] = "quarantine"
     pseudonymise: bool = False                   # customer ids -> HMAC-SHA256 pseudonyms at ingest
     pseudonym_key_env: str = "MICROSEG_PSEUDONYM_KEY"   # the variable holding the key (not the key)
+    pseudonym_key_secret: str | None = None      # "scope/key" of a Databricks secret; wins over the variable
 
 
 class SplitConfig(_Strict):
@@ -170,9 +172,18 @@ class SegmentConfig(_Strict):
 
 class MlflowConfig(_Strict):
     tracking_uri: str | None = None
+    registry_uri: str | None = None       # null: the tracking store ("databricks-uc" for Unity Catalog)
     experiment: str = "microseg"
     registered_model: str = "microseg-encoder"
     alias: str = "champion"
+
+
+class EvaluateConfig(_Strict):
+    sample_rows: int = Field(20_000, ge=100)     # customers evaluated (a sample: small by construction)
+    bootstrap: int = Field(500, ge=10)           # resamples for the 95% intervals
+    map_rows: int = Field(2_000, ge=100)         # points in the 2-D map
+    e2e_epochs: int = Field(8, ge=1)             # the bespoke LSTM trained end-to-end on each label
+    variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
 
 
 class Settings(_Strict):
@@ -190,6 +201,7 @@ class Settings(_Strict):
     train: TrainConfig = TrainConfig()
     segment: SegmentConfig = SegmentConfig()
     mlflow: MlflowConfig = MlflowConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
 
     @model_validator(mode="after")
     def _window_fits(self) -> Settings:

@@ -26,7 +26,7 @@ def tracking_uri(cfg: Settings) -> str:
 def setup(cfg: Settings) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
     mlflow.set_tracking_uri(tracking_uri(cfg))
-    mlflow.set_registry_uri(tracking_uri(cfg))
+    mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is None:
         artifacts = None

@@ -46,8 +46,9 @@ test: env
 bench: env
 	$(PY) -m bench $(ARGS)
 
-report: env
-	$(PY) -m microseg report $(ARGS)
+COLES ?= 1
+report: env   # with the optional CoLES peer (built once into the cache) unless COLES=0
+	PYTHONPATH="$(PYTHONPATH)$(if $(filter 1,$(COLES)),:$$(B=$(PY) bash scripts/coles-env.sh))" $(PY) -m microseg report $(ARGS)
 
 reliability: env
 	$(PY) -m reliability $(ARGS)

@@ -178,7 +178,40 @@ def test_raw_traits_and_feedforward_features_segment_into_their_own_tables(runs,
     if variant == "traits":
         assert version == f"traits@{run.taxonomy.version}"
     else:
-        assert out["train"]["model"] == "microseg-encoder-feedforward" and version == "1"
+        assert out["train"]["model"] == "microseg-encoder_feedforward" and version == "1"
         emb = run.tables.read("embeddings@feedforward").head()
         assert len(emb.embedding) == run.cfg.model.hidden
     assert run.tables.read(f"segment_centroids@{variant}").count() == out["segment"]["k"]
+
+
+def test_report_flow_evaluates_every_variant_and_logs_the_page(runs):
+    """After the variants exist, `report` reuses them (no retraining), evaluates on a
+    sample and writes one HTML page that MLflow holds too."""
+    ctx = runs[0]
+    small = pipeline.Context(ctx.cfg.with_overrides(**{
+        "evaluate.sample_rows": 200, "evaluate.bootstrap": 20, "evaluate.map_rows": 100,
+        "evaluate.e2e_epochs": 1}), ctx.spark, ctx.tables, ctx.taxonomy)
+    for variant in ("traits", "feedforward"):          # the comparison variants, built once
+        if not ctx.tables.exists(f"segments@{variant}"):
+            pipeline.run_stage("compare", small)
+    out = pipeline.run_all(small, flow="report")
+    assert all(v["stages_run"] == 0 for v in out["compare"].values())   # nothing rebuilt
+    ev = json.loads(Path(out["evaluate"]["evaluation"]).read_text())
+    gran = {row["variant"]: row for row in ev["granularity"]}
+    assert set(gran) == {"lstm", "feedforward", "traits"}
+    for row in gran.values():
+        assert -1 <= row["ari_micro"] <= 1 and -1 <= row["ari_coarse"] <= 1 and row["k"] >= 2
+        assert 0 <= row["trait_var_within"] <= 1
+    assert {(r["task"], r["metric"]) for r in ev["downstream"]} >= {("liquidity", "macro_f1")}
+    for r in ev["downstream"]:
+        assert r["ci_low"] <= r["value"] <= r["ci_high"] and r["n_test"] > 0
+    assert len(ev["claims"]) >= 4 and ev["surrogate"]["r2"] <= 1
+    assert ev["surrogate"]["rows"] == ev["meta"]["customers_in_sample"] > 0
+    html = Path(out["render"]["report"]).read_text()
+    assert html.count("data:image/png;base64,") == 7 and "What the segments are" in html
+    tracking.setup(ctx.cfg)
+    run = MlflowClient().get_run(out["evaluate"]["run_id"])
+    assert run.data.metrics["lstm.k"] == gran["lstm"]["k"]
+    assert run.data.tags["report"] == out["render"]["report"]
+    logged = {a.path for a in MlflowClient().list_artifacts(run.info.run_id, "report")}
+    assert "report/report.html" in logged

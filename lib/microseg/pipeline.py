@@ -48,6 +48,15 @@ class Context:
     def work_dir(self) -> Path:
         return self.tables.root / "_work"
 
+    def for_variant(self, variant: str) -> Context:
+        """The same session and tables with the config of a feature variant: ``lstm`` or
+        ``feedforward`` (that encoder's embeddings) or ``traits`` (raw window-mean traits)."""
+        if variant == "traits":
+            cfg = self.cfg.with_overrides(**{"segment.features": "traits"})
+        else:
+            cfg = self.cfg.with_overrides(**{"model.kind": variant, "segment.features": "model"})
+        return Context(cfg, self.spark, self.tables, self.taxonomy)
+
 
 @dataclass(frozen=True)
 class Stage:
@@ -154,9 +163,10 @@ def sequences_stage(ctx: Context) -> dict:
 
 
 def registered_name(cfg: Settings) -> str:
-    """The LSTM is registered under ``mlflow.registered_model``; other kinds get a suffix."""
+    """The LSTM is registered under ``mlflow.registered_model``; other kinds get a suffix
+    (``_feedforward``: Unity Catalog model names allow no ``-``)."""
     base = cfg.mlflow.registered_model
-    return base if cfg.model.kind == "lstm" else f"{base}-{cfg.model.kind}"
+    return base if cfg.model.kind == "lstm" else f"{base}_{cfg.model.kind}"
 
 
 def train_stage(ctx: Context) -> dict:
@@ -229,7 +239,7 @@ def train_stage(ctx: Context) -> dict:
             "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}
 
 
-def _variant(key: str, features: str) -> str:
+def variant_key(key: str, features: str) -> str:
     """The table key for what was embedded or clustered: ``lstm`` (no suffix),
     ``feedforward`` or ``traits``."""
     return key if features == "lstm" else f"{key}@{features}"
@@ -245,25 +255,23 @@ def embed_stage(ctx: Context) -> dict:
 
     tracking.setup(ctx.cfg)
     weights, spec, version = tracking.load_encoder_files(registered_name(ctx.cfg), ctx.cfg.mlflow.alias)
-    as_of, key = _as_of(ctx), _variant("embeddings", ctx.cfg.model.kind)
+    as_of, key = _as_of(ctx), variant_key("embeddings", ctx.cfg.model.kind)
     emb = embed_customers(ctx.tables.read("sequences"), weights, spec["model"], version)
     ctx.tables.replace_where(key, emb, f"as_of = '{as_of}'")
     return {"model_version": version, "as_of": str(as_of), "table": ctx.tables.name(key)}
 
 
-def _segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str | None]:
+def segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str | None]:
     """(vectors with customer_id, as_of, model_version, embedding), the variant, and the
     registered model the vectors come from (None for raw traits)."""
     cfg = ctx.cfg
     if cfg.segment.features == "traits":
         months = sequences.window_months(as_of, cfg.sequences.window_months)
-        pers = ctx.tables.read("personality").where(F.col("month").between(months[0], months[-1]))
-        vectors = pers.groupBy("customer_id").agg(
-            F.array(*[F.avg(t) for t in TRAITS]).alias("embedding")).select(
+        vectors = personality.window_traits(ctx.tables.read("personality"), months).select(
             "customer_id", F.lit(as_of).alias("as_of"),
             F.lit(f"traits@{ctx.taxonomy.version}").alias("model_version"), "embedding")
         return vectors, "traits", None
-    key = _variant("embeddings", cfg.model.kind)
+    key = variant_key("embeddings", cfg.model.kind)
     emb = ctx.tables.read(key).where(F.col("as_of") == F.lit(as_of))
     return emb, cfg.model.kind, registered_name(cfg)
 
@@ -277,7 +285,7 @@ def segment_stage(ctx: Context) -> dict:
 
     cfg = ctx.cfg
     as_of = _as_of(ctx)
-    vectors, variant, model_name = _segment_inputs(ctx, as_of)
+    vectors, variant, model_name = segment_inputs(ctx, as_of)
     vectors = vectors.persist()
     version = vectors.select("model_version").head()[0]
     tracking.setup(cfg)
@@ -302,9 +310,9 @@ def segment_stage(ctx: Context) -> dict:
             from mlflow.tracking import MlflowClient
 
             MlflowClient().set_model_version_tag(model_name, version, "segmentation_run", run.info.run_id)
-    ctx.tables.replace_where(_variant("segment_centroids", variant), table, f"model_version = '{version}'")
+    ctx.tables.replace_where(variant_key("segment_centroids", variant), table, f"model_version = '{version}'")
     segments = segment.assign(vectors, centroids, coarse)
-    ctx.tables.replace_where(_variant("segments", variant), segments, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(variant_key("segments", variant), segments, f"as_of = '{as_of}'")
     vectors.unpersist()
     _write_profiles(ctx, variant, as_of)
     return {"features": variant, "k": k, "coarse_k": int(len(set(coarse.tolist()))), "as_of": str(as_of),
@@ -315,10 +323,10 @@ def _write_profiles(ctx: Context, variant: str, as_of: dt.date) -> None:
     from microseg.score import segment
 
     labels = ctx.tables.read("labels") if ctx.tables.exists("labels") else None
-    segs = ctx.tables.read(_variant("segments", variant)).where(F.col("as_of") == F.lit(as_of))
+    segs = ctx.tables.read(variant_key("segments", variant)).where(F.col("as_of") == F.lit(as_of))
     prof = segment.profiles(segs, ctx.tables.read("personality"), ctx.tables.read("monthly_spend"),
                             labels, list(TRAITS))
-    ctx.tables.replace_where(_variant("segment_profiles", variant), prof, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(variant_key("segment_profiles", variant), prof, f"as_of = '{as_of}'")
 
 
 def assign_stage(ctx: Context) -> dict:
@@ -327,24 +335,101 @@ def assign_stage(ctx: Context) -> dict:
     from microseg.score import segment
 
     as_of = _as_of(ctx)
-    vectors, variant, _ = _segment_inputs(ctx, as_of)
+    vectors, variant, _ = segment_inputs(ctx, as_of)
     version = vectors.select("model_version").head()[0]
-    stored = ctx.tables.read(_variant("segment_centroids", variant)).where(F.col("model_version") == version)
+    stored = ctx.tables.read(variant_key("segment_centroids", variant)).where(F.col("model_version") == version)
     rows = stored.orderBy("segment").collect()             # k rows: small by construction
     if not rows:
         raise RuntimeError(f"no stored centroids for model version {version}; run the segment stage "
                            "once for this model version first")
     centroids = np.array([r.centroid for r in rows])
     coarse = np.array([r.coarse_segment for r in rows])
-    ctx.tables.replace_where(_variant("segments", variant), segment.assign(vectors, centroids, coarse),
+    ctx.tables.replace_where(variant_key("segments", variant), segment.assign(vectors, centroids, coarse),
                              f"as_of = '{as_of}'")
     _write_profiles(ctx, variant, as_of)
     previous = sequences.window_months(as_of, 2)[0]
-    segs = ctx.tables.read(_variant("segments", variant))
+    segs = ctx.tables.read(variant_key("segments", variant))
     moved = segment.migration(segs.where(F.col("as_of") == F.lit(previous)),
                               segs.where(F.col("as_of") == F.lit(as_of)), previous, as_of)
-    ctx.tables.replace_where(_variant("segment_migration", variant), moved, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(variant_key("segment_migration", variant), moved, f"as_of = '{as_of}'")
     return {"as_of": str(as_of), "model_version": version, "k": len(rows)}
+
+
+def compare_stage(ctx: Context) -> dict:
+    """Build each variant of ``evaluate.variants`` beside the LSTM, skipping what exists:
+    train a comparison encoder (feed-forward) only if none was trained on this sequences
+    version (the LSTM is the main flow's: never retrained here); embed and segment only
+    if the month has no segments from the variant's champion."""
+    seq_name, seq_version = ctx.tables.name("sequences"), ctx.tables.version("sequences")
+    as_of, out = _as_of(ctx), {}
+    tracking.setup(ctx.cfg)
+    for variant in ctx.cfg.evaluate.variants:
+        sub, ran, version = ctx.for_variant(variant), [], None
+        if variant != "traits":
+            name = registered_name(sub.cfg)
+            if variant != "lstm" and not tracking.trained_on(name, seq_name, seq_version):
+                ran.append(run_stage("train", sub))
+            version = tracking.alias_version(name, sub.cfg.mlflow.alias)
+            if version is None:
+                raise RuntimeError(f"no {sub.cfg.mlflow.alias} version of {name}; run the train stage "
+                                   f"with model.kind={variant} first")
+        seg_key = variant_key("segments", variant)
+        done = ctx.tables.exists(seg_key) and ctx.tables.read(seg_key).where(
+            (F.col("as_of") == F.lit(as_of))
+            & (F.lit(version).isNull() | (F.col("model_version") == F.lit(version)))).limit(1).count() > 0
+        if not done:
+            ran += [run_stage(s, sub) for s in (["segment"] if variant == "traits" else ["embed", "segment"])]
+        out[variant] = {"stages_run": len(ran), "model_version": version}
+    return out
+
+
+def report_dir(ctx: Context, as_of: dt.date) -> Path:
+    return ctx.tables.root / "reports" / f"evaluation-{as_of:%Y-%m}"
+
+
+def evaluate_stage(ctx: Context) -> dict:
+    """Segment quality per variant, downstream tasks against bespoke models, the surrogate
+    explanation and the paper's claims, on a seeded sample; one MLflow run holds it all."""
+    import mlflow
+
+    from microseg.evaluate import evaluation
+
+    as_of = _as_of(ctx)
+    tracking.setup(ctx.cfg)
+    with mlflow.start_run(run_name="evaluate") as run:
+        ev = evaluation.evaluate(ctx, as_of)
+        ev.meta["run_id"] = run.info.run_id
+        tracking.log_run_context(ctx.cfg, ev.meta["table_versions"])
+        mlflow.log_metrics(evaluation.flat_metrics(ev))
+        path = report_dir(ctx, as_of) / "evaluation.json"
+        evaluation.save(ev, path)
+        mlflow.log_artifact(str(path))
+    held = ev.claims["held"].tolist()
+    return {"as_of": str(as_of), "run_id": run.info.run_id, "customers": ev.meta["customers_in_sample"],
+            "claims_held": sum(h is True for h in held), "claims_checked": sum(h is not None for h in held),
+            "evaluation": str(path)}
+
+
+def render_stage(ctx: Context) -> dict:
+    """Render the evaluation of the latest month as one self-contained HTML page with its
+    figures and metrics, and log them to the evaluation's MLflow run."""
+    import mlflow
+
+    from microseg.evaluate import evaluation
+    from microseg.report.html import write_report
+
+    folder = report_dir(ctx, _as_of(ctx))
+    if not (folder / "evaluation.json").is_file():
+        raise FileNotFoundError(f"no evaluation in {folder}; run the evaluate stage first "
+                                "(`microseg report` runs compare, evaluate and render)")
+    ev = evaluation.load(folder / "evaluation.json")
+    paths = write_report(ev, folder)
+    tracking.setup(ctx.cfg)
+    with mlflow.start_run(run_id=ev.meta["run_id"]):
+        mlflow.log_artifacts(str(folder), "report")
+        mlflow.set_tag("report", str(paths["report.html"]))
+    print(f"report: {paths['report.html']}")
+    return {"report": str(paths["report.html"]), "run_id": ev.meta["run_id"]}
 
 
 def summary_stage(ctx: Context) -> dict:
@@ -361,6 +446,9 @@ def summary_stage(ctx: Context) -> dict:
         f"tables: {ctx.tables.root if not ctx.cfg.tables.catalog else ctx.cfg.tables.catalog}",
         f"MLflow UI: mlflow ui --backend-store-uri {tracking.tracking_uri(ctx.cfg)}",
     ]
+    evaluation = report_dir(ctx, as_of) / "report.html"
+    lines.append(f"evaluation report: {evaluation}" if evaluation.is_file()
+                 else "evaluation report: not built yet (`microseg report` or `make report`)")
     report = ctx.tables.root / "reports" / "summary.md"
     report.parent.mkdir(parents=True, exist_ok=True)
     table = profiles.round(3).to_string(index=False)
@@ -397,6 +485,11 @@ STAGES: dict[str, Stage] = {
               ("segments", "segment_profiles", "segment_migration"),
               "monthly: assign to stored centroids, profile, count migrations"),
         Stage("summary", summary_stage, ("segment_profiles",), (), "print what was built"),
+        Stage("compare", compare_stage, ("sequences", "personality"), ("embeddings", "segments"),
+              "the comparison variants: feed-forward encoder and raw traits, segmented"),
+        Stage("evaluate", evaluate_stage, ("segments", "labels", "sequences"), (),
+              "segment quality, downstream tasks vs bespoke models, explanation, claims"),
+        Stage("render", render_stage, (), (), "the evaluation as one HTML page, logged to MLflow"),
     ]
 }
 
@@ -431,6 +524,8 @@ FLOWS = {
     # a new month: its files in, sequences up to it, embed and assign with the champion
     # encoder and the stored centroids (no retraining, no refit), migrations counted
     "monthly": ["ingest", "aggregate", "labels", "personality", "sequences", "embed", "assign", "summary"],
+    # the evaluation of what `all` built: comparison variants, metrics, the HTML report
+    "report": ["compare", "evaluate", "render"],
 }
 
 

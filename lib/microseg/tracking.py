@@ -121,6 +121,22 @@ def promote_if_better(registered_model: str, alias: str, version: int | str, met
     return True
 
 
+def trained_on(registered_model: str, table: str, version: int) -> bool:
+    """Whether any version of the model was trained on ``table`` at ``version``."""
+    client = MlflowClient()
+    tag = f"delta.{table}.version"
+    return any(client.get_run(mv.run_id).data.tags.get(tag) == str(version)
+               for mv in client.search_model_versions(f"name = '{registered_model}'"))
+
+
+def alias_version(registered_model: str, alias: str) -> str | None:
+    """The version holding ``alias``; None when nothing does."""
+    try:
+        return str(MlflowClient().get_model_version_by_alias(registered_model, alias).version)
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
 def load_encoder_files(registered_model: str, alias: str) -> tuple[bytes, dict, str]:
     """The aliased encoder's weights (bytes), spec and version, for broadcasting."""
     client = MlflowClient()

@@ -7,6 +7,8 @@ the sequences stage masks them.
 
 from __future__ import annotations
 
+import datetime as dt
+
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -30,3 +32,9 @@ def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFram
             *[(F.sum(spend * F.col(t)) / F.sum(spend)).alias(t) for t in TRAITS],
         )
     )
+
+
+def window_traits(personality: DataFrame, months: list[dt.date]) -> DataFrame:
+    """customer_id, embedding: each customer's mean trait vector over the window's months."""
+    pers = personality.where(F.col("month").between(months[0], months[-1]))
+    return pers.groupBy("customer_id").agg(F.array(*[F.avg(t) for t in TRAITS]).alias("embedding"))

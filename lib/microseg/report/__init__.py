@@ -1,0 +1,1 @@
+"""The run report: figures (``figures``) and one self-contained HTML page (``html``)."""

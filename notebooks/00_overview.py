@@ -1,38 +1,38 @@
 # Databricks notebook source
 # MAGIC %md
-# MAGIC # microseg: the whole pipeline
-# MAGIC Runs every stage in order through the same stage registry as `jobs/` and the CLI.
-# MAGIC On Databricks, the cluster's SparkSession and the `databricks` config are used; run
-# MAGIC locally (`python notebooks/00_overview.py`), it uses the embedded default.
+# MAGIC # microseg: micro-segments of bank customers
+# MAGIC Raw transactions become monthly per-customer sequences in Delta tables; every transaction class
+# MAGIC carries Big Five coefficients, so each customer has a monthly spending personality; an LSTM learns
+# MAGIC to predict it, and its hidden state, computed for every customer, is clustered into segments.
+# MAGIC
+# MAGIC ```
+# MAGIC generate -> ingest -> aggregate -> labels -> personality -> sequences -> train -> embed -> segment -> summary
+# MAGIC monthly:    ingest -> aggregate -> labels -> personality -> sequences -> embed -> assign -> summary
+# MAGIC report:     compare -> evaluate -> render
+# MAGIC ```
+# MAGIC
+# MAGIC One notebook per stage (`01_generate` ... `11_summary`), `12_monthly`, `13_report` and `14_status`
+# MAGIC call the same stage registry (`lib/microseg/pipeline.py`) as `jobs/`, the CLI and the bundle's jobs.
+# MAGIC This one runs a flow or one stage: widget `run` (`all`, `monthly`, `report` or a stage name), and
+# MAGIC `env`, `conf`, `overrides` (`key=value; ...`). On Databricks `env` defaults to `databricks`;
+# MAGIC locally (`python notebooks/00_overview.py`) to the embedded default, `local`.
 
 # COMMAND ----------
 
 import sys
 from pathlib import Path
 
-try:
-    here = Path(__file__).resolve().parents[1]
-except NameError:  # Databricks: the repo root is the working directory's parent
-    here = Path.cwd().parent
-sys.path.insert(0, str(here / "lib"))
+# this checkout's lib/: Databricks runs a notebook in its own folder and sets no __file__
+ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+sys.path.insert(0, str(ROOT / "lib"))
 
-from microseg import pipeline  # noqa: E402
-from microseg.config import load_config  # noqa: E402
-
-try:
-    dbutils  # noqa: F821, B018  (defined on Databricks)
-    dbutils.widgets.text("env", "local")  # noqa: F821
-    dbutils.widgets.text("stage", "all")  # noqa: F821
-    ENV, STAGE = dbutils.widgets.get("env"), dbutils.widgets.get("stage")  # noqa: F821
-except NameError:
-    ENV, STAGE = "local", "all"
+from microseg import notebook  # noqa: E402
 
 # COMMAND ----------
 
-ctx = pipeline.Context.create(load_config(ENV))
-results = pipeline.run_all(ctx) if STAGE == "all" else {STAGE: pipeline.run_stage(STAGE, ctx)}
+target = notebook.widget("run", "all", "a flow (all, monthly, report) or one stage")
+cfg = notebook.settings()
 
 # COMMAND ----------
 
-for name, out in results.items():
-    print(f"{name:12s} {out['seconds']:7.1f} s")
+results = notebook.run(cfg, target)

@@ -1,0 +1,42 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # 07 Train the encoder
+# MAGIC Train the encoder on the recorded sequences version with the configured launcher, log the run
+# MAGIC to MLflow, register the model, and move the alias when the validation loss beats the holder's.
+# MAGIC On a GPU cluster set `use_gpu` to true (NCCL, one GPU per rank).
+# MAGIC
+# MAGIC Widgets: `env`, `conf`, `overrides` (`key=value; ...`), and one per setting:
+# MAGIC - `kind`: `model.kind`
+# MAGIC - `epochs`: `model.epochs`
+# MAGIC - `launcher`: `train.launcher`
+# MAGIC - `num_processes`: `train.num_processes`
+# MAGIC - `local_mode`: `train.local_mode`
+# MAGIC - `use_gpu`: `train.use_gpu`
+# MAGIC
+# MAGIC Locally: `python notebooks/07_train.py` runs it on the embedded default.
+
+# COMMAND ----------
+
+import sys
+from pathlib import Path
+
+# this checkout's lib/: Databricks runs a notebook in its own folder and sets no __file__
+ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+sys.path.insert(0, str(ROOT / "lib"))
+
+from microseg import notebook  # noqa: E402
+
+# COMMAND ----------
+
+cfg = notebook.settings(
+    kind="model.kind",
+    epochs="model.epochs",
+    launcher="train.launcher",
+    num_processes="train.num_processes",
+    local_mode="train.local_mode",
+    use_gpu="train.use_gpu",
+)
+
+# COMMAND ----------
+
+results = notebook.run(cfg, "train")

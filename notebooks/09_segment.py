@@ -1,0 +1,32 @@
+# Databricks notebook source
+# MAGIC %md
+# MAGIC # 09 Segment
+# MAGIC Fit micro-segments (k by silhouette unless set) and coarse segments above them, store the
+# MAGIC centroids with the model version, assign everyone (`gold.segment_centroids`, `gold.segments`,
+# MAGIC `gold.segment_profiles`).
+# MAGIC
+# MAGIC Widgets: `env`, `conf`, `overrides` (`key=value; ...`), and one per setting:
+# MAGIC - `kind`: `model.kind`
+# MAGIC - `features`: `segment.features`
+# MAGIC - `k`: `segment.k`
+# MAGIC
+# MAGIC Locally: `python notebooks/09_segment.py` runs it on the embedded default.
+
+# COMMAND ----------
+
+import sys
+from pathlib import Path
+
+# this checkout's lib/: Databricks runs a notebook in its own folder and sets no __file__
+ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+sys.path.insert(0, str(ROOT / "lib"))
+
+from microseg import notebook  # noqa: E402
+
+# COMMAND ----------
+
+cfg = notebook.settings(kind="model.kind", features="segment.features", k="segment.k")
+
+# COMMAND ----------
+
+results = notebook.run(cfg, "segment")

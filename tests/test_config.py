@@ -53,3 +53,40 @@ def test_parse_override_reads_yaml_values():
     assert parse_override("spark.master=local[1]") == ("spark.master", "local[1]")
     with pytest.raises(ConfigError, match="key.path=value"):
         parse_override("model.epochs")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("source.path", "/data/in\x00.csv", "NUL byte or a line break"),
+    ("tables.root", "lake\nhouse", "NUL byte or a line break"),
+    ("source.path", "ftp://bank/exports", "scheme 'ftp' is not supported"),
+    ("mlflow.tracking_uri", "mongodb://db/mlflow", "scheme 'mongodb' is not supported"),
+    ("generator.landing", "{root}/../elsewhere", "'..' climbs above"),
+    ("train.checkpoint_dir", "s3://bucket/../other-bucket", "'..' climbs above"),
+    ("source.mapping", "../outside/mapping.yaml", "'..' climbs above"),
+    ("source.loans", "/data/a/../../..", "'..' climbs above"),
+    ("taxonomy", "", "is empty"),
+    ("source.loans", "  ", "is empty"),
+])
+def test_bad_paths_fail_naming_the_key(key, value, message):
+    with pytest.raises(ConfigError) as err:
+        load_config("local", overrides={key: value})
+    assert f"{key}: " in str(err.value) and message in str(err.value)
+
+
+def test_paths_uris_and_volumes_pass():
+    good = {
+        "tables.root": "/Volumes/main/microseg/lakehouse",
+        "source.path": "s3a://bank-exports/cards/2024-*/",
+        "source.loans": None,
+        "source.mapping": "conf/sources/../sources/card_mcc.yaml",   # '..' that stays inside
+        "generator.landing": "{root}/landing",
+        "train.checkpoint_dir": "dbfs:/tmp/microseg/checkpoints",
+        "taxonomy": "conf/taxonomy.yaml",
+        "mlflow.tracking_uri": "sqlite:///tmp/mlflow.db",
+    }
+    cfg = load_config("local", overrides=good)
+    assert (cfg.tables.root, cfg.source.path, cfg.train.checkpoint_dir) == (
+        good["tables.root"], good["source.path"], good["train.checkpoint_dir"])
+    for uri in ("databricks", "https://mlflow.internal:5000", "file:///srv/mlruns",
+                "abfss://c@acct.dfs.core.windows.net/m"):
+        assert load_config("local", overrides={"mlflow.tracking_uri": uri}).mlflow.tracking_uri == uri

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,6 +26,34 @@ def _check_month(value: str) -> str:
 
 
 Month = Annotated[str, AfterValidator(_check_month)]   # "YYYY-MM"
+
+STORAGE_SCHEMES = ("file", "dbfs", "s3", "s3a", "abfss", "gs", "hdfs")
+TRACKING_SCHEMES = (*STORAGE_SCHEMES, "sqlite", "databricks", "http", "https")
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]+):")   # two letters or more: "C:" is a drive
+BASES = ("{root}", "{project}")                        # templates: the path starts there
+
+
+def _check_location(value: str, schemes: tuple[str, ...]) -> str:
+    """A path or URI from config: not empty, no NUL or line break, a known scheme (or none;
+    /Volumes/... is a path), and no ``..`` that climbs above where the path starts."""
+    if not value.strip():
+        raise ValueError("is empty; give a path")
+    if any(c in value for c in "\0\n\r"):
+        raise ValueError(f"{value!r} holds a NUL byte or a line break")
+    scheme = SCHEME.match(value)
+    if scheme and scheme.group(1).lower() not in schemes:
+        raise ValueError(f"{value!r}: scheme {scheme.group(1)!r} is not supported; write a path or use "
+                         f"one of {', '.join(s + ':' for s in schemes)}")
+    depth = 0
+    for part in (urlsplit(value).path if scheme else value).split("/"):
+        depth += -1 if part == ".." else int(part not in ("", ".", *BASES))
+        if depth < 0:
+            raise ValueError(f"{value!r}: '..' climbs above where the path starts; write the path it means")
+    return value
+
+
+StoragePath = Annotated[str, AfterValidator(lambda v: _check_location(v, STORAGE_SCHEMES))]
+TrackingUri = Annotated[str, AfterValidator(lambda v: _check_location(v, TRACKING_SCHEMES))]
 
 
 class ConfigError(ValueError):
@@ -44,7 +73,7 @@ class SparkConfig(_Strict):
 
 
 class TablesConfig(_Strict):
-    root: str = "lakehouse"
+    root: StoragePath = "lakehouse"
     catalog: str | None = None
     names: dict[str, str]
     pinned: dict[str, int] = {}   # table key -> Delta version to read (reproduce a recorded run)
@@ -66,7 +95,7 @@ class GeneratorConfig(_Strict):
     micro_per_group: int = Field(3, ge=1, le=4)
     tx_per_month: float = Field(18, gt=0)
     partitions: int = Field(8, ge=1)
-    landing: str = "{root}/landing"              # where the raw files are written
+    landing: StoragePath = "{root}/landing"      # where the raw files are written
     bad_rows: dict[str, float] = {}              # reason code -> share of rows to spoil
 
     @field_validator("bad_rows")
@@ -84,9 +113,9 @@ class GeneratorConfig(_Strict):
 
 class SourceConfig(_Strict):
     adapter: Literal["files", "berka", "statements"] = "files"
-    path: str = "{root}/landing/transactions"   # file, folder or glob; {root}: tables.root
-    mapping: str = "conf/sources/generated.yaml"
-    loans: str | None = "{root}/landing/loans"   # loan book (customer_id, loan_status); null: none
+    path: StoragePath = "{root}/landing/transactions"   # file, folder or glob; {root}: tables.root
+    mapping: StoragePath = "conf/sources/generated.yaml"
+    loans: StoragePath | None = "{root}/landing/loans"   # loan book (customer_id, loan_status); null: none
     default_statuses: list[str] = ["B", "D"]     # loan statuses that count as default
 
 
@@ -146,7 +175,7 @@ class TrainConfig(_Strict):
     num_processes: int = Field(2, ge=1)
     local_mode: bool = True          # ranks on the driver; false: as Spark tasks on executors
     use_gpu: bool = False            # NCCL and one GPU per rank
-    checkpoint_dir: str = "{root}/_work/checkpoints"   # must be shared storage on a cluster
+    checkpoint_dir: StoragePath = "{root}/_work/checkpoints"   # must be shared storage on a cluster
 
 
 class LabelsConfig(_Strict):
@@ -171,7 +200,7 @@ class SegmentConfig(_Strict):
 
 
 class MlflowConfig(_Strict):
-    tracking_uri: str | None = None
+    tracking_uri: TrackingUri | None = None
     registry_uri: str | None = None       # null: the tracking store ("databricks-uc" for Unity Catalog)
     experiment: str = "microseg"
     registered_model: str = "microseg-encoder"
@@ -191,7 +220,7 @@ class Settings(_Strict):
     stages: list[str] | None = None   # what `run --stage all` runs; null: every stage
     spark: SparkConfig = SparkConfig()
     tables: TablesConfig
-    taxonomy: str = "conf/taxonomy.yaml"
+    taxonomy: StoragePath = "conf/taxonomy.yaml"
     generator: GeneratorConfig = GeneratorConfig()
     source: SourceConfig = SourceConfig()
     ingest: IngestConfig = IngestConfig()

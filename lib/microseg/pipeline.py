@@ -24,7 +24,7 @@ from microseg import tracking
 from microseg.config import Settings
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import check, split
-from microseg.prep.pseudonymise import key_from_env, pseudonymise
+from microseg.prep.pseudonymise import pseudonym_key, pseudonymise
 from microseg.spark import get_spark
 from microseg.tables import Tables
 from microseg.taxonomy import TRAITS, Taxonomy, load_taxonomy
@@ -98,9 +98,9 @@ def ingest_stage(ctx: Context) -> dict:
     classes = [c.name for c in ctx.taxonomy.classes]
     rows = batch.rows
     if rules.pseudonymise:
-        rows = pseudonymise(rows, "customer_id", key_from_env(rules.pseudonym_key_env))
+        rows = pseudonymise(rows, "customer_id", pseudonym_key(rules, ctx.spark))
     checked = check(rows, rules, classes, today).persist()   # read and checked once
-    counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 15 rows
+    counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 17 rows
     valid = counts.pop(None, 0)
     reasons, quarantined = counts, sum(counts.values())
     read = valid + quarantined
@@ -131,7 +131,7 @@ def labels_stage(ctx: Context) -> dict:
 
     loans = read_loans(ctx.spark, ctx.cfg)
     if loans is not None and ctx.cfg.ingest.pseudonymise:   # join on the same pseudonyms as bronze
-        loans = pseudonymise(loans, "customer_id", key_from_env(ctx.cfg.ingest.pseudonym_key_env))
+        loans = pseudonymise(loans, "customer_id", pseudonym_key(ctx.cfg.ingest, ctx.spark))
     out = customer_labels(ctx.tables.read("monthly_account"), loans, ctx.cfg.labels.liquidity_classes)
     ctx.tables.overwrite("labels", out)
     return {"labels_version": ctx.tables.version("labels"), "has_loans": loans is not None}

@@ -16,9 +16,13 @@ from microseg.prep.sequences import parse_month
 
 REASONS = {
     "MALFORMED_LINE": "the line does not split into the file's columns (quotes, delimiter, field count)",
+    "BAD_ENCODING": "the row holds bytes that are not text in the file's encoding (UTF-8 unless the "
+                    "mapping's options set encoding)",
     "UNPARSABLE_DATE": "booking_date is not a date in the mapping's format",
     "UNPARSABLE_AMOUNT": "amount is not a number",
     "UNPARSABLE_BALANCE": "balance_after is given but not a number",
+    "NEGATIVE_AMOUNT": "the source's amounts are unsigned (its type or column gives the sign: statement "
+                       "payments and bills, Berka) but this one is negative",
     "MISSING_CUSTOMER_ID": "customer_id is empty",
     "MISSING_TXN_ID": "txn_id is empty",
     "MISSING_DATE": "booking_date is empty",
@@ -27,7 +31,8 @@ REASONS = {
     "DATE_IN_FUTURE": "booking_date is after today (or ingest.today)",
     "ABSURD_AMOUNT": "|amount| exceeds ingest.max_abs_amount",
     "UNKNOWN_CURRENCY": "currency is not in ingest.currencies",
-    "UNKNOWN_CATEGORY": "the category code maps to no taxonomy class",
+    "UNKNOWN_CATEGORY": "the category code maps to no taxonomy class (Berka: no rule matches, or the "
+                        "type is neither credit nor debit)",
     "DUPLICATE_TXN_ID": "txn_id repeats within the batch (the first row is kept)",
 }
 __doc__ += "\n".join(f"- ``{k}``: {v}" for k, v in REASONS.items())

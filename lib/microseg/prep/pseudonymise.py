@@ -1,8 +1,8 @@
 """Keyed pseudonyms for customer ids: HMAC-SHA256 in Spark SQL, no Python UDF.
 
-The key comes from an environment variable (on Databricks, set it from a secret scope in
-the cluster or job configuration), never from config files; only the variable's name is
-configured, and the key never appears in logs or errors.
+The key comes from a Databricks secret (``ingest.pseudonym_key_secret: scope/key``) or
+else from an environment variable (``ingest.pseudonym_key_env``), never from config files:
+only where to find it is configured, and the key never appears in logs or errors.
 """
 
 from __future__ import annotations
@@ -10,20 +10,51 @@ from __future__ import annotations
 import hashlib
 import os
 
-from pyspark.sql import Column
+from pyspark.sql import Column, SparkSession
 from pyspark.sql import functions as F
 
-from microseg.config import ConfigError
+from microseg.config import ConfigError, IngestConfig
 
 BLOCK = 64  # SHA-256 block size in bytes
 
 
+def pseudonym_key(rules: IngestConfig, spark: SparkSession) -> bytes:
+    """The pseudonym key: from the secret scope when ``pseudonym_key_secret`` is set, else
+    from the environment variable ``pseudonym_key_env``."""
+    if rules.pseudonym_key_secret:
+        return key_from_secret(rules.pseudonym_key_secret, rules.pseudonym_key_env, spark)
+    return key_from_env(rules.pseudonym_key_env)
+
+
 def key_from_env(variable: str) -> bytes:
-    key = os.environ.get(variable, "")
+    return _checked(os.environ.get(variable, ""), f"the environment variable {variable}",
+                    "set it from your secret store")
+
+
+def key_from_secret(name: str, variable: str, spark: SparkSession) -> bytes:
+    """The secret ``scope/key`` through Databricks' ``dbutils``."""
+    scope, _, key = name.partition("/")
+    if not (scope and key):
+        raise ConfigError(f"ingest.pseudonym_key_secret is {name!r}; write 'scope/key'")
+    try:
+        from pyspark.dbutils import DBUtils
+    except ImportError:
+        raise ConfigError("ingest.pseudonym_key_secret is set, but secret scopes need Databricks; elsewhere "
+                          f"leave it null and put the key in the environment variable {variable} "
+                          "(ingest.pseudonym_key_env)") from None
+    try:
+        value = DBUtils(spark).secrets.get(scope, key)
+    except Exception as err:  # its text is not passed on: only its kind, never a value
+        raise ConfigError(f"cannot read the secret {key!r} of scope {scope!r} "
+                          f"(ingest.pseudonym_key_secret): {type(err).__name__}") from None
+    return _checked(value, f"the secret {name}", "put a longer key in it")
+
+
+def _checked(key: str, where: str, fix: str) -> bytes:
     if len(key) < 16:
-        raise ConfigError(f"ingest.pseudonymise is on but the environment variable {variable} holds "
-                          f"{'no key' if not key else 'a key shorter than 16 characters'}; set it from "
-                          "your secret store (the key itself never goes in a config file)")
+        raise ConfigError(f"ingest.pseudonymise is on but {where} holds "
+                          f"{'no key' if not key else 'a key shorter than 16 characters'}; {fix} "
+                          "(the key itself never goes in a config file)")
     return key.encode()
 
 

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from microseg.config import ConfigError, load_model_file
-from microseg.sources.contract import SourceError, conform
+from microseg.sources.contract import SourceError, conform, undecodable
 
 ANY = "any"  # rule wildcard: matches every value; null in a rule matches "none" only
 CORRUPT = "_corrupt_record"
@@ -156,8 +156,11 @@ def read_transactions(spark: SparkSession, folder: str | Path, mapping: BerkaMap
         F.to_json(F.struct(*fields, F.col(CORRUPT).alias("line")), json))
     parse_error = (
         F.when(F.col(CORRUPT).isNotNull(), "MALFORMED_LINE")
+        .when(undecodable(raw_row), "BAD_ENCODING")
         .when(_date("date").isNull(), "UNPARSABLE_DATE")
+        .when(sign.isNull(), "UNKNOWN_CATEGORY")            # a type that is neither credit nor debit
         .when(amount.isNull(), "UNPARSABLE_AMOUNT")
+        .when(_number("amount") < 0, "NEGATIVE_AMOUNT")     # Berka amounts are unsigned; the type signs them
         .when(_number("balance").isNull(), "UNPARSABLE_BALANCE")
     )
     return conform(raw.select(

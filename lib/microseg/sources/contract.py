@@ -3,17 +3,19 @@
 An adapter turns one source's files into rows of ``CANONICAL``: parsed values where they
 parse, ``null`` where they do not, the source row verbatim in ``raw_row`` (JSON), the file
 it came from in ``source_file``, and ``parse_error`` set to a reason code when the row
-could not be read at all (e.g. ``MALFORMED_LINE``) or a field did not parse
-(``UNPARSABLE_DATE``, ``UNPARSABLE_AMOUNT``, ``UNPARSABLE_BALANCE``). Validation
+could not be read at all (``MALFORMED_LINE``, ``BAD_ENCODING``), a field did not parse
+(``UNPARSABLE_DATE``, ``UNPARSABLE_AMOUNT``, ``UNPARSABLE_BALANCE``) or contradicts the
+source's own rules (``NEGATIVE_AMOUNT``, ``UNKNOWN_CATEGORY``). Validation
 (``prep.ingest``) then applies the same rules to every source.
 
-A file that is wrong as a whole (missing a required column, empty, wrong format) raises
-:class:`SourceError` naming the file and the column before anything is written.
+A file that is wrong as a whole (missing a mapped column, empty, wrong format, a header
+that is not text in its encoding or unlike the other files') raises :class:`SourceError`
+naming the file and the column before anything is written.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
 CANONICAL = StructType(
@@ -36,6 +38,10 @@ CANONICAL = StructType(
 REQUIRED = ("customer_id", "txn_id", "booking_date", "amount")
 
 
+# What a decoder puts in place of bytes that are not text in the file's encoding.
+REPLACEMENT = "\ufffd"
+
+
 class SourceError(ValueError):
     """A source file cannot be read as a whole; the message names the file and what to do."""
 
@@ -46,3 +52,9 @@ def conform(df: DataFrame) -> DataFrame:
     if missing:
         raise SourceError(f"adapter output lacks canonical columns {missing}")
     return df.select(*[df[f.name].cast(f.dataType).alias(f.name) for f in CANONICAL])
+
+
+def undecodable(raw_row: Column) -> Column:
+    """True where the row held bytes that are not text in the file's encoding (e.g. Latin-1
+    read as UTF-8): such a row is quarantined as ``BAD_ENCODING``, never kept with a garbled id."""
+    return raw_row.contains(REPLACEMENT)

@@ -21,6 +21,7 @@ amount_sign: signed              # signed | debit_positive (positive amounts are
 
 from __future__ import annotations
 
+from functools import reduce
 from pathlib import Path
 from typing import Literal
 
@@ -30,9 +31,10 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from microseg.config import load_model_file
-from microseg.sources.contract import REQUIRED, SourceError, conform
+from microseg.sources.contract import REPLACEMENT, REQUIRED, SourceError, conform, undecodable
 
 CORRUPT = "_corrupt_record"
+MAPPED = ("customer_id", "txn_id", "booking_date", "amount", "currency", "category", "balance_after")
 EXTENSIONS = {"csv": (".csv", ".csv.gz", ".txt"), "json": (".json", ".jsonl", ".json.gz"),
               "parquet": (".parquet",)}
 
@@ -57,8 +59,7 @@ class FileMapping(BaseModel):
     @field_validator("columns")
     @classmethod
     def _known_columns(cls, cols: dict) -> dict:
-        allowed = {"customer_id", "txn_id", "booking_date", "amount", "currency", "category",
-                   "balance_after"}
+        allowed = set(MAPPED)
         unknown = sorted(set(cols) - allowed)
         if unknown:
             raise ValueError(f"unknown canonical columns {unknown}; allowed: {sorted(allowed)}")
@@ -112,24 +113,123 @@ def check_files(files: list[tuple[str, int]], path: str, fmt: str) -> list[str]:
     return [p for p, _ in files]
 
 
-def read_strings(spark: SparkSession, files: list[str], fmt: str, options: dict[str, str]) -> DataFrame:
-    """Every source column as a string, plus the malformed line (CSV/JSON) if any."""
+def first_line(spark: SparkSession, path: str, encoding: str) -> str:
+    """The first non-blank line of a text file (decompressed if its name says so), without a
+    byte-order mark: read on the driver through Hadoop's FileSystem, a few bytes per file."""
+    jvm = spark.sparkContext._jvm
+    conf = spark.sparkContext._jsc.hadoopConfiguration()
+    hpath = jvm.org.apache.hadoop.fs.Path(path)
+    stream = hpath.getFileSystem(conf).open(hpath)
+    try:
+        codec = jvm.org.apache.hadoop.io.compress.CompressionCodecFactory(conf).getCodec(hpath)
+        reader = jvm.java.io.BufferedReader(jvm.java.io.InputStreamReader(
+            codec.createInputStream(stream) if codec else stream, encoding))
+        line = reader.readLine()
+        while line is not None and not line.strip():
+            line = reader.readLine()
+    finally:
+        stream.close()
+    return (line or "").lstrip("\ufeff")
+
+
+def csv_headers(spark: SparkSession, files: list[str],
+                options: dict[str, str]) -> dict[tuple[str, ...], list[str]]:
+    """The files grouped by the columns of their header row (most batches: one group).
+    SourceError naming the file when a header is not text in the mapping's encoding."""
+    encoding = options.get("encoding") or options.get("charset") or "UTF-8"
+    columns: dict[str, tuple[str, ...]] = {}     # header line -> its columns, parsed by Spark
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for path in files:
+        line = first_line(spark, path, encoding)
+        if line not in columns:
+            if "\0" in line or REPLACEMENT in line:
+                utf16 = " (it holds NUL bytes, as UTF-16 text does)" if "\0" in line else ""
+                raise SourceError(f"{path}: the header is not {encoding} text{utf16}; re-export the file as "
+                                  "UTF-8 or set options.encoding in the source mapping")
+            rdd = spark.sparkContext.parallelize([line], 1)
+            columns[line] = tuple(spark.read.options(**options).option("header", "true").csv(rdd).columns)
+        groups.setdefault(columns[line], []).append(path)
+    return groups
+
+
+def read_strings(spark: SparkSession, files: list[str], fmt: str, options: dict[str, str],
+                 wanted: dict[str, str], mapping: str) -> DataFrame:
+    """Every source column as a string, plus the malformed line (CSV/JSON) if any.
+
+    The ``wanted`` columns (canonical name -> source column) must be in every file; CSV
+    files are read by column name, so their headers may differ in order and in extra
+    columns. A missing column, or a file Spark cannot read, raises SourceError naming the
+    file (for the latter, with Spark's innermost cause)."""
+    try:
+        if fmt == "csv":
+            frames = []
+            for header, paths in csv_headers(spark, files, options).items():
+                require_columns(list(header), wanted, paths[0], mapping, csv_sep(fmt, options))
+                frames.append(_csv(spark, paths, header, options))
+            return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
+        df = _parquet_or_json(spark, files, fmt, options)
+        require_columns([c for c in df.columns if c != CORRUPT], wanted, files[0], mapping, None)
+        return df
+    except SourceError:
+        raise
+    except Exception as err:
+        raise SourceError(f"cannot read {files[0]} (and {len(files) - 1} more) as {fmt}: {spark_cause(err)}; "
+                          "check the files and the mapping's format and options") from None
+
+
+def _strings_schema(names: tuple[str, ...] | list[str]) -> StructType:
+    return StructType([StructField(c, StringType()) for c in names] + [StructField(CORRUPT, StringType())])
+
+
+def _csv(spark: SparkSession, files: list[str], header: tuple[str, ...], options: dict[str, str]) -> DataFrame:
+    return (spark.read.options(**options).option("recursiveFileLookup", "true")
+            .option("header", "true").option("enforceSchema", "false")
+            .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
+            .schema(_strings_schema(header)).csv(files))
+
+
+def _parquet_or_json(spark: SparkSession, files: list[str], fmt: str, options: dict[str, str]) -> DataFrame:
+    reader = spark.read.options(**options).option("recursiveFileLookup", "true")
     if fmt == "parquet":
-        df = spark.read.options(**options).option("recursiveFileLookup", "true").parquet(*files)
+        df = reader.parquet(*files)
         return df.select(*[F.col(c).cast("string").alias(c) for c in df.columns],
                          F.lit(None).cast("string").alias(CORRUPT))
-    reader = spark.read.options(**options).option("recursiveFileLookup", "true")
-    if fmt == "csv":
-        header = spark.read.options(**options).option("header", "true").csv(files[0]).columns
-        schema = StructType([StructField(c, StringType()) for c in header] + [StructField(CORRUPT, StringType())])
-        return (reader.option("header", "true").option("enforceSchema", "false")
-                .option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-                .schema(schema).csv(files))
-    sample = spark.read.options(**options).json(files[0])
-    names = [c for c in sample.columns if c != CORRUPT]
-    schema = StructType([StructField(c, StringType()) for c in names] + [StructField(CORRUPT, StringType())])
+    names = [c for c in spark.read.options(**options).json(files[0]).columns if c != CORRUPT]
     return (reader.option("mode", "PERMISSIVE").option("columnNameOfCorruptRecord", CORRUPT)
-            .schema(schema).json(files))
+            .schema(_strings_schema(names)).json(files))
+
+
+def require_columns(found: list[str], wanted: dict[str, str], file: str, mapping: str, sep: str | None) -> None:
+    """SourceError naming the file and every mapped column (canonical name -> source column)
+    that its columns lack; for CSV (``sep`` given) a hint when the header looks split by
+    another delimiter."""
+    missing = {name: column for name, column in wanted.items() if column not in found}
+    if not missing:
+        return
+    hint = ""
+    others = [d for d in (",", ";", "\t", "|") if sep and d != sep and len(found) == 1 and d in found[0]]
+    if others:
+        hint = (f"The header is a single column holding {others[0]!r}: is the file {others[0]!r}-separated "
+                "(options.sep)? ")
+    names = ", ".join(repr(c) for c in missing.values())
+    mapped = f" (mapped to {', '.join(missing)})" if list(missing) != list(missing.values()) else ""
+    raise SourceError(f"{file}: required column{'s' * (len(missing) > 1)} {names}{mapped} missing; "
+                      f"found {found}. {hint}Fix the file or the mapping '{mapping}'")
+
+
+def csv_sep(fmt: str, options: dict[str, str]) -> str | None:
+    """The delimiter a CSV mapping reads with; None for other formats."""
+    return options.get("sep", options.get("delimiter", ",")) if fmt == "csv" else None
+
+
+def spark_cause(err: Exception) -> str:
+    """The innermost JVM cause of a Spark error in one line (its message names the file)."""
+    java = getattr(err, "java_exception", None)
+    if java is None:
+        return str(err).strip().splitlines()[0]
+    while java.getCause() is not None:
+        java = java.getCause()
+    return java.toString()
 
 
 def _source_col(df: DataFrame, spec: ColumnSpec) -> Column:
@@ -145,8 +245,7 @@ def _number(text: Column) -> Column:
 def canonical(df: DataFrame, mapping: FileMapping, mcc_table=None) -> DataFrame:
     """Map a strings-only frame to the canonical contract with parse errors marked."""
     source_cols = [c for c in df.columns if c != CORRUPT]
-    get = {name: _source_col(df, mapping.spec(name)) for name in
-           ("customer_id", "txn_id", "booking_date", "amount", "currency", "category", "balance_after")}
+    get = {name: _source_col(df, mapping.spec(name)) for name in MAPPED}
     date_fmt = mapping.spec("booking_date").format or "yyyy-MM-dd"
     date = F.try_to_timestamp(get["booking_date"], F.lit(date_fmt)).cast("date")
     amount = _number(get["amount"])
@@ -163,14 +262,15 @@ def canonical(df: DataFrame, mapping: FileMapping, mcc_table=None) -> DataFrame:
         category = mcc_class(code, mcc_table)
     else:
         category = code
+    raw_row = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in source_cols]),
+                                                  {"ignoreNullFields": "false"}))
     parse_error = (
         F.when(F.col(CORRUPT).isNotNull(), "MALFORMED_LINE")
+        .when(undecodable(raw_row), "BAD_ENCODING")
         .when(get["booking_date"].isNotNull() & date.isNull(), "UNPARSABLE_DATE")
         .when(get["amount"].isNotNull() & amount.isNull(), "UNPARSABLE_AMOUNT")
         .when(get["balance_after"].isNotNull() & balance.isNull(), "UNPARSABLE_BALANCE")
     )
-    raw_row = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in source_cols]),
-                                                  {"ignoreNullFields": "false"}))
     return conform(df.select(
         get["customer_id"].alias("customer_id"),
         get["txn_id"].alias("txn_id"),
@@ -188,17 +288,9 @@ def canonical(df: DataFrame, mapping: FileMapping, mcc_table=None) -> DataFrame:
 
 def read_files(spark: SparkSession, files: list[str], mapping: FileMapping, mcc_table=None) -> DataFrame:
     """Canonical rows from ``files`` (checked by :func:`check_files`); whole-file problems
-    raise SourceError naming the file."""
-    try:
-        strings = read_strings(spark, files, mapping.format, mapping.options)
-    except Exception as err:  # Spark's reader errors name the file; keep them, add what to do
-        raise SourceError(f"cannot read {files[0]} (and {len(files) - 1} more) as {mapping.format}: "
-                          f"{err}; check the files and the mapping's format and options") from None
-    needed = {name: spec.column for name in ("customer_id", "txn_id", "booking_date", "amount")
+    raise SourceError naming the file. Source columns the mapping does not name are ignored
+    (and kept in ``raw_row``); a column it names, without a default, must be in the files."""
+    wanted = {name: spec.column for name in MAPPED
               if (spec := mapping.spec(name)).column and spec.default is None}
-    for name, column in needed.items():
-        if column not in strings.columns:
-            raise SourceError(f"{files[0]}: required column {column!r} (mapped to {name}) is missing; "
-                              f"found {[c for c in strings.columns if c != CORRUPT]}. Fix the file or "
-                              f"the mapping '{mapping.name}'")
-    return canonical(strings, mapping, mcc_table)
+    return canonical(read_strings(spark, files, mapping.format, mapping.options, wanted, mapping.name),
+                     mapping, mcc_table)

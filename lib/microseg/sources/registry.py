@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from microseg.config import Settings
+from microseg.config import ConfigError, Settings
 from microseg.sources import files as file_source
 from microseg.taxonomy import Taxonomy
 
@@ -26,23 +27,31 @@ def batch_id(source: str, files: list[tuple[str, int]]) -> str:
     return f"{source}:{digest}"
 
 
+def mapping_file(cfg: Settings) -> Path:
+    """The source mapping file; ConfigError naming the key when it does not exist."""
+    path = cfg.conf_path(cfg.source.mapping)
+    if not path.is_file():
+        raise ConfigError(f"source.mapping: {path} does not exist; point it at a file in conf/sources/")
+    return path
+
+
 def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
     path = cfg.data_path(cfg.source.path)
     classes = [c.name for c in taxonomy.classes]
     if cfg.source.adapter == "berka":
         from microseg.sources import berka
 
-        mapping = berka.load_mapping(cfg.conf_path(cfg.source.mapping), classes)
+        mapping = berka.load_mapping(mapping_file(cfg), classes)
         listed = file_source.list_files(spark, f"{path.rstrip('/')}/{mapping.files.transactions}")
         rows = berka.read_transactions(spark, path, mapping)
         return Batch(rows, "berka", batch_id("berka", listed), [p for p, _ in listed])
     if cfg.source.adapter == "statements":
         from microseg.sources import statements
 
-        mapping = statements.load_mapping(cfg.conf_path(cfg.source.mapping))
+        mapping = statements.load_mapping(mapping_file(cfg))
         read = lambda names: statements.read_statements(spark, names, mapping)  # noqa: E731
     else:
-        mapping = file_source.load_mapping(cfg.conf_path(cfg.source.mapping))
+        mapping = file_source.load_mapping(mapping_file(cfg))
         mcc_table = None
         if mapping.category_codes == "mcc":
             from microseg.sources.mcc import load_mcc_table

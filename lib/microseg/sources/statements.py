@@ -1,6 +1,8 @@
 """Monthly statements (one row per customer-month: closing balance, payments in, bills
 out) as canonical transactions: each statement row becomes two rows, a credit on the 1st
-(``-in``) and a debit on the last day (``-out``) carrying the closing balance.
+(``-in``) and a debit on the last day (``-out``) carrying the closing balance. Payments
+and bills are totals (>= 0, signed by their leg); a statement row that cannot be read
+whole quarantines both legs with one reason.
 
 ```yaml
 name: statements
@@ -18,12 +20,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from microseg.config import load_model_file
-from microseg.sources.contract import SourceError, conform
+from microseg.sources.contract import conform, undecodable
 from microseg.sources.files import CORRUPT, read_strings
 
 FIELDS = ("customer_id", "month", "balance", "payments", "bills")
@@ -40,38 +42,43 @@ class StatementMapping(BaseModel):
     payments_class: str
     bills_class: str
 
+    @field_validator("columns")
+    @classmethod
+    def _every_field_mapped(cls, cols: dict) -> dict:
+        unmapped = [f for f in FIELDS if not cols.get(f)]
+        if unmapped:
+            raise ValueError(f"statement fields {unmapped} need a source column")
+        return cols
+
 
 def load_mapping(path: str | Path) -> StatementMapping:
     return load_model_file(path, StatementMapping, "statements mapping")
 
 
 def read_statements(spark: SparkSession, files: list[str], mapping: StatementMapping) -> DataFrame:
-    strings = read_strings(spark, files, mapping.format, mapping.options)
-    for field in FIELDS:
-        column = mapping.columns.get(field)
-        if not column or column not in strings.columns:
-            raise SourceError(f"{files[0]}: statement column for {field!r} ({column!r}) is missing; "
-                              f"found {[c for c in strings.columns if c != CORRUPT]}. Fix the file or "
-                              f"the mapping '{mapping.name}'")
+    wanted = {f: mapping.columns[f] for f in (*FIELDS, "currency") if mapping.columns.get(f)}
+    strings = read_strings(spark, files, mapping.format, mapping.options, wanted, mapping.name)
     col = {f: F.trim(F.col(f"`{mapping.columns[f]}`")) for f in FIELDS}
     month = F.try_to_timestamp(col["month"], F.lit(mapping.month_format)).cast("date")
     currency_col = mapping.columns.get("currency")
     currency = F.trim(F.col(f"`{currency_col}`")) if currency_col else F.lit(mapping.default_currency)
     raw = F.coalesce(F.col(CORRUPT), F.to_json(
         F.struct(*[F.col(f"`{c}`") for c in strings.columns if c != CORRUPT]), {"ignoreNullFields": "false"}))
+    payments, bills, balance = (col[f].try_cast("double") for f in ("payments", "bills", "balance"))
     legs = F.array(
-        F.struct(F.lit("in").alias("leg"), month.alias("date"), col["payments"].try_cast("double").alias("amount"),
+        F.struct(F.lit("in").alias("leg"), month.alias("date"), payments.alias("amount"),
                  F.lit(mapping.payments_class).alias("category"), F.lit(None).cast("double").alias("balance")),
         F.struct(F.lit("out").alias("leg"), F.last_day(month).alias("date"),
-                 (-col["bills"].try_cast("double")).alias("amount"), F.lit(mapping.bills_class).alias("category"),
-                 col["balance"].try_cast("double").alias("balance")),
+                 (-bills).alias("amount"), F.lit(mapping.bills_class).alias("category"), balance.alias("balance")),
     )
-    parse_error = (
+    parse_error = (   # a statement row is read whole or not at all: both legs share it
         F.when(F.col(CORRUPT).isNotNull(), "MALFORMED_LINE")
+        .when(undecodable(raw), "BAD_ENCODING")
         .when(col["month"].isNotNull() & month.isNull(), "UNPARSABLE_DATE")
-        .when((col["payments"].isNotNull() & col["payments"].try_cast("double").isNull())
-              | (col["bills"].isNotNull() & col["bills"].try_cast("double").isNull()), "UNPARSABLE_AMOUNT")
-        .when(col["balance"].isNotNull() & col["balance"].try_cast("double").isNull(), "UNPARSABLE_BALANCE")
+        .when((col["payments"].isNotNull() & payments.isNull())
+              | (col["bills"].isNotNull() & bills.isNull()), "UNPARSABLE_AMOUNT")
+        .when(col["balance"].isNotNull() & balance.isNull(), "UNPARSABLE_BALANCE")
+        .when((payments < 0) | (bills < 0), "NEGATIVE_AMOUNT")   # both are totals, signed by their leg
     )
     rows = strings.select(col["customer_id"].alias("customer_id"), col["month"].alias("period"),
                           currency.alias("currency"), raw.alias("raw_row"), parse_error.alias("parse_error"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import tempfile
 from pathlib import Path
@@ -25,6 +26,7 @@ def tracking_uri(cfg: Settings) -> str:
 
 def setup(cfg: Settings) -> str:
     """Point MLflow at the configured store and experiment; returns the experiment id."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")   # no bars in job logs
     mlflow.set_tracking_uri(tracking_uri(cfg))
     mlflow.set_registry_uri(cfg.mlflow.registry_uri or tracking_uri(cfg))
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)

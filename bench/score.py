@@ -3,16 +3,20 @@ the same model in one process, side by side; and segmentation time per 100k cust
 
 Figures: ``embed.rows_per_s_per_core`` (UDF rows/s over Spark's cores),
 ``embed.plain_rows_per_s`` (one process, one torch thread, batches of the Arrow batch
-size), ``embed.ratio_vs_plain_torch`` (UDF per core / plain per core), and
+size), ``embed.ratio_vs_plain_torch`` (UDF per core / plain per core: the model alone in
+memory is the reference), ``embed.ratio_vs_plain_torch_with_io`` (both read the same
+Delta table's Parquet files: Spark + UDF per core against one process with pyarrow), and
 ``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
 every row, scaled to 100k customers).
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import numpy as np
+import pyarrow.parquet as pq
 import torch
 from pyspark.sql import functions as F
 
@@ -34,6 +38,26 @@ def _plain(model, x: np.ndarray, batch: int) -> float:
         for i in range(0, len(x), batch):
             model.embed(torch.from_numpy(x[i:i + batch]))
     return len(x) / (time.perf_counter() - start)
+
+
+def _with_io(spark, df, model, spec, batch: int) -> tuple[float, float]:
+    """Rows/s when both sides start from the same Delta table: the Spark UDF, and one
+    process reading the table's Parquet files with pyarrow into the plain model."""
+    with tempfile.TemporaryDirectory() as tmp:
+        df.write.format("delta").save(tmp)
+        table = spark.read.format("delta").load(tmp)
+        n = table.count()
+        start = time.perf_counter()
+        embed_customers(table, state_bytes(model), spec, "1").write.format("noop").mode("overwrite").save()
+        udf = n / (time.perf_counter() - start)
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            for path in sorted(table.inputFiles()):
+                for rb in pq.ParquetFile(path.removeprefix("file:")).iter_batches(batch, columns=["features"]):
+                    flat = rb.column(0).flatten().to_numpy()
+                    model.embed(torch.from_numpy(flat.reshape(rb.num_rows, T, F_)))
+        return udf, n / (time.perf_counter() - start)
 
 
 def run(scale: str) -> dict[str, tuple[float, str]]:
@@ -61,6 +85,10 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
     plain = _plain(model, sample, cfg.spark.arrow_batch_size)
     print(f"  plain torch, 1 process, 1 thread: {plain:,.0f} rows/s", flush=True)
 
+    io_udf, io_plain = _with_io(spark, df, model, spec, cfg.spark.arrow_batch_size)
+    print(f"  from a Delta table: UDF {io_udf:,.0f} rows/s on {cores} cores, "
+          f"pyarrow + torch in one process {io_plain:,.0f} rows/s", flush=True)
+
     emb = embed_customers(df, state_bytes(model), spec, "1").persist()
     emb.count()
     start = time.perf_counter()
@@ -76,5 +104,6 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
         "embed.rows_per_s_per_core": (udf_rate / cores, "rows/s/core"),
         "embed.plain_rows_per_s": (plain, "rows/s"),
         "embed.ratio_vs_plain_torch": (udf_rate / cores / plain, "ratio"),
+        "embed.ratio_vs_plain_torch_with_io": (io_udf / cores / io_plain, "ratio"),
         "segment.seconds_per_100k": (seg_seconds * 100_000 / n, "s"),
     }

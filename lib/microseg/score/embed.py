@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -19,6 +20,9 @@ import torch
 from pyspark.sql import DataFrame
 
 from microseg.model.networks import build_model
+
+# Arrow hands over read-only buffers; inference never writes to them, so no copy is made.
+warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
 
 SCHEMA = "customer_id string, as_of date, model_version string, embedding array<float>"
 _MODELS: dict[str, torch.nn.Module] = {}

@@ -1,0 +1,70 @@
+"""The whole flow at scale, as a scheduled job would run it: wall time per stage and peak
+memory (the driver's Python process, and the whole process tree: Python, the JVM, its
+Python workers and the training ranks), sampled every half second.
+
+Not part of the default ``make bench``: ``make bench ARGS="--only scale"`` runs
+``SIZES[scale]`` customers x 24 months (``MICROSEG_SCALE_CUSTOMERS`` overrides), with 3
+training epochs. A flat driver RSS across sizes is the check that nothing is collected to
+the driver.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import psutil
+
+SIZES = {"small": 5_000, "full": 100_000}
+DONE = re.compile(r"^\[(\w+)\] done in ([\d.]+) s")
+
+
+def _watch(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Event) -> None:
+    root = psutil.Process(proc.pid)
+    while not stop.is_set():
+        try:
+            tree = [root, *root.children(recursive=True)]
+            total = sum(p.memory_info().rss for p in tree if p.is_running())
+            peaks["tree"] = max(peaks["tree"], total)
+            peaks["driver"] = max(peaks["driver"], root.memory_info().rss)
+        except psutil.Error:
+            pass
+        stop.wait(0.5)
+
+
+def run(scale: str) -> dict[str, tuple[float, str]]:
+    customers = int(os.environ.get("MICROSEG_SCALE_CUSTOMERS", SIZES[scale]))
+    root = tempfile.mkdtemp(prefix="microseg-scale-")
+    partitions = max(8, customers // 12_500)
+    cmd = [sys.executable, "-m", "microseg", "run", "--stage", "all", "--progress-every", "0",
+           "--set", f"tables.root={root}", "--set", f"generator.customers={customers}",
+           "--set", f"generator.partitions={partitions}", "--set", f"spark.shuffle_partitions={partitions}",
+           "--set", "model.epochs=3", "--set", "segment.k_grid=[8,12,16]"]
+    peaks = {"tree": 0.0, "driver": 0.0}
+    stop = threading.Event()
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    watcher = threading.Thread(target=_watch, args=(proc, peaks, stop), daemon=True)
+    watcher.start()
+    stages = {}
+    for line in proc.stderr:
+        if m := DONE.match(line):
+            stages[m.group(1)] = float(m.group(2))
+            print(f"  {m.group(1):12s} {float(m.group(2)):8.1f} s", flush=True)
+    code = proc.wait()
+    stop.set()
+    wall = time.perf_counter() - start
+    if code:
+        raise RuntimeError(f"the flow failed (exit {code}) at {customers} customers; lakehouse left in {root}")
+    print(f"  {customers} customers: {wall:.0f} s wall, peak RSS {peaks['tree'] / 2**30:.1f} GiB "
+          f"(driver Python {peaks['driver'] / 2**30:.2f} GiB); lakehouse {root}", flush=True)
+    out = {f"scale.{name}.seconds": (s, "s") for name, s in stages.items()}
+    out.update({"scale.customers": (customers, "customers"), "scale.wall_seconds": (wall, "s"),
+                "scale.peak_rss_gib": (peaks["tree"] / 2**30, "GiB"),
+                "scale.driver_python_peak_rss_gib": (peaks["driver"] / 2**30, "GiB")})
+    return out

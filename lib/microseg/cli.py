@@ -111,11 +111,20 @@ def run(
     conf: ConfOpt = [],  # noqa: B006
     set_: SetOpt = [],  # noqa: B006
     progress_every: EveryOpt = 5.0,
+    from_run: Annotated[str | None, typer.Option(
+        "--from-run", help="reproduce an MLflow run: its config, with its input tables pinned to the "
+                           "Delta versions it read; --set still applies on top")] = None,
 ) -> None:
     """Run one stage, or a flow of stages in order."""
     from microseg.pipeline import FLOWS
 
-    results = _execute(_settings(env, conf, set_), stage, progress_every)
+    cfg = _settings(env, conf, set_)
+    if from_run:
+        from microseg import reproduce, tracking
+
+        overrides = dict(parse_override(o) for o in set_)
+        cfg = reproduce.config_from_run(from_run, tracking.tracking_uri(cfg)).with_overrides(**overrides)
+    results = _execute(cfg, stage, progress_every)
     if stage not in FLOWS:   # one stage: its figures on stdout
         typer.echo(json.dumps(results[stage], default=str))
 

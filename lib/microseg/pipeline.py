@@ -292,7 +292,8 @@ def segment_stage(ctx: Context) -> dict:
     with mlflow.start_run(run_name=f"segment-{variant}") as run:
         mlflow.set_tags({"features": variant, "model_version": version, "as_of": str(as_of),
                          "code_version": tracking.code_version()})
-        mlflow.log_params({"segment.algorithm": cfg.segment.algorithm, "segment.coarse_k": cfg.segment.coarse_k})
+        tracking.log_run_context(cfg, ctx.tables.versions(["sequences", variant_key("embeddings", variant),
+                                                           "personality"]))
         if cfg.segment.k:
             k, curve = cfg.segment.k, {}
         else:
@@ -300,7 +301,7 @@ def segment_stage(ctx: Context) -> dict:
             for kk, sil in curve.items():
                 mlflow.log_metric("silhouette", sil, step=kk)
             mlflow.log_dict({str(kk): v for kk, v in curve.items()}, "silhouette_by_k.json")
-        mlflow.log_param("segment.k", k)
+        mlflow.log_param("segment.k_chosen", k)
         centroids = segment.fit_centroids(vectors, cfg.segment, cfg.seed, k)
         coarse = segment.coarse_labels(centroids, cfg.segment.coarse_k)
         table = segment.centroid_table(ctx.spark, centroids, coarse, version)

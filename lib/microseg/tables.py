@@ -2,16 +2,43 @@
 
 Locally a table ``schema.table`` is a folder ``<root>/schema/table``; with
 ``tables.catalog`` set it is the metastore table ``catalog.schema.table``.
+
+Concurrent writers: every write is one optimistic Delta commit; when a concurrent commit
+conflicts with it (Delta's ``Concurrent*``, ``MetadataChanged``, ``ProtocolChanged``
+exceptions) the whole write is tried again from the start, against the new table state,
+with a jittered exponential backoff. A table that does not exist yet is created with a
+write that fails if another writer created it first (then the write is retried as a merge
+or replace on that table), so two first writers never overwrite each other.
+``tables.pinned`` pins reads of a key to a Delta version (reproducing a recorded run).
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
 
 from microseg.config import Settings
+
+log = logging.getLogger("microseg.tables")
+T = TypeVar("T")
+
+# Delta's commit-conflict error classes, and "created by someone else first" on creation;
+# matched in the message because PySpark raises them either converted or as Py4JJavaError.
+RETRYABLE = re.compile(r"\[(DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PROTOCOL_CHANGED|"
+                       r"DELTA_PATH_EXISTS|TABLE_OR_VIEW_ALREADY_EXISTS)\]")
+
+
+def is_conflict(err: Exception) -> bool:
+    """Whether ``err`` is a lost race with a concurrent writer (worth retrying)."""
+    return bool(RETRYABLE.search(str(err)))
 
 
 class Tables:
@@ -19,6 +46,8 @@ class Tables:
         self.spark = spark
         self.cfg = cfg.tables
         self.commit_note: str | None = None   # recorded as userMetadata on every commit
+        self.attempts = 6                     # tries per write when concurrent commits conflict
+        self.backoff_s = 0.5                  # first retry delay; doubles, with jitter
 
     def name(self, key: str) -> str:
         """``schema.table`` for a key; ``key@variant`` names the variant's own table
@@ -49,9 +78,22 @@ class Tables:
     def exists(self, key: str) -> bool:
         if self.cfg.catalog:
             return self.spark.catalog.tableExists(self.location(key))
-        return DeltaTable.isDeltaTable(self.spark, self.location(key))
+        path = self.location(key)
+        if DeltaTable.isDeltaTable(self.spark, path):
+            return True
+        # The session caches "no commits yet" for a folder that has a _delta_log (left by a
+        # killed first write, say) and does not look again; another process may have
+        # committed since. Look again, past the cache.
+        jvm = self.spark.sparkContext._jvm
+        jvm.org.apache.spark.sql.delta.DeltaLog.invalidateCache(self.spark._jsparkSession,
+                                                                jvm.org.apache.hadoop.fs.Path(path))
+        return DeltaTable.isDeltaTable(self.spark, path)
 
     def read(self, key: str, version: int | None = None) -> DataFrame:
+        """The table at ``version``; by default the pinned version (``tables.pinned``), else
+        the latest."""
+        if version is None:
+            version = self.cfg.pinned.get(key)
         if not self.exists(key):
             raise FileNotFoundError(
                 f"table {self.name(key)} ({self.location(key)}) does not exist yet; "
@@ -64,61 +106,91 @@ class Tables:
             return reader.table(self.location(key))
         return reader.load(self.location(key))
 
-    def overwrite(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> int:
-        """Replace the table's content in one atomic commit; returns the new version."""
-        writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+    def _retrying(self, what: str, key: str, write: Callable[[], T]) -> T:
+        """``write()``, run again from the start when it loses a race with a concurrent commit."""
+        attempt = 1
+        while True:
+            try:
+                return write()
+            except Exception as err:
+                if attempt == self.attempts or not is_conflict(err):
+                    raise
+                delay = self.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                attempt += 1
+                log.warning("%s %s: concurrent commit (%s); retrying in %.1f s (attempt %d of %d)",
+                            what, self.name(key), RETRYABLE.search(str(err)).group(1), delay,
+                            attempt, self.attempts)
+                time.sleep(delay)
+
+    def _save(self, key: str, writer) -> None:
         if self.commit_note:
             writer = writer.option("userMetadata", self.commit_note)
-        if partition_by:
-            writer = writer.partitionBy(*partition_by)
         if self.cfg.catalog:
             writer.saveAsTable(self.location(key))
         else:
             writer.save(self.location(key))
-        return self.version(key)
+
+    def _create(self, key: str, df: DataFrame) -> None:
+        """Create the table as version 0 with ``df``; fails if it exists (a concurrent
+        writer created it first), which ``_retrying`` turns into another try."""
+        self._save(key, df.write.format("delta").mode("errorifexists"))
+
+    def overwrite(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> int:
+        """Replace the table's content in one atomic commit; returns the new version."""
+        def write() -> int:
+            writer = df.write.format("delta").mode("overwrite").option("overwriteSchema", "true")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            self._save(key, writer)
+            return self._latest(key)
+
+        return self._retrying("overwrite", key, write)
 
     def replace_where(self, key: str, df: DataFrame, condition: str) -> int:
         """Atomically replace the rows matching ``condition`` with ``df``; returns the version."""
-        if not self.exists(key):
-            return self.overwrite(key, df)
-        writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition)
-        if self.commit_note:
-            writer = writer.option("userMetadata", self.commit_note)
-        if self.cfg.catalog:
-            writer.saveAsTable(self.location(key))
-        else:
-            writer.save(self.location(key))
-        return self.version(key)
+        def write() -> int:
+            if not self.exists(key):
+                self._create(key, df)
+            else:
+                self._save(key, df.write.format("delta").mode("overwrite").option("replaceWhere", condition))
+            return self._latest(key)
+
+        return self._retrying("replace_where", key, write)
 
     def merge_new(self, key: str, df: DataFrame, keys: list[str]) -> int:
         """Insert the rows of ``df`` whose ``keys`` the table lacks; returns rows inserted.
 
         Idempotent: merging the same rows again inserts (and commits) nothing.
         """
+        return self._retrying("merge_new", key, lambda: self._merge_new_once(key, df, keys))
+
+    def _merge_new_once(self, key: str, df: DataFrame, keys: list[str]) -> int:
         if not self.exists(key):
-            self.overwrite(key, df)
-            return int(self.history(key).head()["operationMetrics"].get("numOutputRows", 0))
-        before = self.version(key)
+            self._create(key, df)
+            created = self._delta(key).history().where("version = 0").head()
+            return int(created["operationMetrics"].get("numOutputRows", 0))
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
         meta_key = "spark.databricks.delta.commitInfo.userMetadata"
         if self.commit_note:
             self.spark.conf.set(meta_key, self.commit_note)
         try:
-            (
+            metrics = (
                 self._delta(key)
                 .alias("t")
                 .merge(df.alias("s"), cond)
                 .whenNotMatchedInsertAll()
                 .execute()
-            )
+            ).head()
         finally:
             self.spark.conf.unset(meta_key)
-        last = self._delta(key).history(1).head()
-        if last["version"] == before:
-            return 0
-        return int(last["operationMetrics"].get("numTargetRowsInserted", 0))
+        return int(metrics["num_inserted_rows"])
 
     def version(self, key: str) -> int:
+        """The version reads of ``key`` see: the pinned one (``tables.pinned``), else the latest."""
+        pinned = self.cfg.pinned.get(key)
+        return pinned if pinned is not None else self._latest(key)
+
+    def _latest(self, key: str) -> int:
         return int(self._delta(key).history(1).select("version").head()[0])
 
     def history(self, key: str) -> DataFrame:

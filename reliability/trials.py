@@ -1,0 +1,138 @@
+"""The trials: a stage SIGKILLed during its writes and re-run; two ingests at once."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+from microseg.pipeline import STAGES
+from reliability.fingerprint import Fingerprint
+from reliability.lakehouse import Lakehouse
+from reliability.process import files_under
+
+
+@dataclass
+class CleanRun:
+    """A stage's clean run from its snapshot: its outputs before and after, and when it
+    wrote (seconds from its start: first and last new file under its output folders)."""
+    stage: str
+    before: dict[str, Fingerprint]
+    after: dict[str, Fingerprint]
+    seconds: float
+    first_write: float
+    last_write: float
+
+
+@dataclass
+class Trial:
+    kind: str                      # "kill" or "concurrent"
+    name: str
+    survived: bool
+    rows_lost: int
+    detail: dict = field(default_factory=dict)
+    killed: bool = False           # a kill trial whose SIGKILL landed while the stage ran
+
+    def line(self, n: int, total: int) -> str:
+        facts = ", ".join(f"{k}: {v}" for k, v in self.detail.items() if k != "problems")
+        problems = self.detail.get("problems")
+        verdict = "survived" if self.survived else f"FAILED ({'; '.join(problems)})"
+        return f"trial {n}/{total} {self.kind} {self.name}: {facts}; {verdict}"
+
+
+def clean_run(lake: Lakehouse, stage: str) -> CleanRun:
+    """Run ``stage`` on the current lakehouse, watching its writes (the lakehouse is
+    snapshotted under the stage's name first: the state its trials start from)."""
+    outputs = STAGES[stage].outputs
+    lake.snapshot(stage)
+    before = lake.fingerprints(outputs)
+    proc = lake.start(stage, f"clean-{stage}")
+    first, last = proc.watch_writes(lake.folders(outputs))
+    if proc.wait() != 0 or first is None:
+        raise RuntimeError(f"clean run of {stage} failed or wrote nothing; see {proc.log}")
+    return CleanRun(stage, before, lake.fingerprints(outputs), proc.elapsed(), first, last)
+
+
+def kill_trial(lake: Lakehouse, clean: CleanRun, rng: random.Random, n: int) -> Trial:
+    """From the stage's snapshot: start it, SIGKILL its process group at a random moment of
+    its write phase, check what readers see, re-run it, compare with the clean run."""
+    stage, outputs = clean.stage, STAGES[clean.stage].outputs
+    lake.restore(stage)
+    folders = lake.folders(outputs)
+    proc = lake.start(stage, f"trial{n}-{stage}-killed")
+    began = proc.wait_for_new_file(folders, files_under(folders))
+    problems = []
+    if began is None:
+        problems.append(f"the stage ended (exit {proc.proc.returncode}) before writing anything")
+    else:
+        time.sleep(rng.uniform(0, 0.8 * (clean.last_write - clean.first_write)))
+    killed_at = proc.elapsed()
+    killed = proc.kill()
+
+    visible = {}
+    for key, fp in lake.fingerprints(outputs).items():
+        visible[key] = ("before" if fp == clean.before[key] else "after" if fp == clean.after[key]
+                        else "partial")
+        if visible[key] == "partial":
+            problems.append(f"{key}: readers see a version that is neither before nor after ({fp})")
+        if fp.duplicates:
+            problems.append(f"{key}: {fp.duplicates} duplicate rows visible")
+
+    rerun_start = time.monotonic()
+    try:
+        lake.run(stage, f"trial{n}-{stage}-rerun")
+    except RuntimeError as err:
+        problems.append(f"re-run failed: {str(err).splitlines()[0]}")
+    after = lake.fingerprints(outputs)
+    for key, fp in after.items():
+        if fp != clean.after[key]:
+            problems.append(f"{key} after re-run differs from the clean run: {fp} vs {clean.after[key]}")
+    lost = sum(max(0, clean.after[k].rows - after[k].rows) for k in outputs)
+    detail = {
+        "killed": (f"{killed_at - began:.1f} s into its writes ({killed_at:.1f} s after start)" if killed
+                   else "no: it ended first (a clean run, checked all the same)"),
+        "visible": " ".join(f"{k}={v}" for k, v in visible.items()),
+        "re-run": f"{time.monotonic() - rerun_start:.0f} s",
+        "problems": problems,
+    }
+    return Trial("kill", stage, not problems, lost, detail, killed)
+
+
+@dataclass
+class ConcurrentCase:
+    """Two ingests of different files into the same tables, from snapshot ``start``;
+    ``expected``: the tables after the same ingests run one after the other."""
+    name: str
+    start: str
+    paths: tuple[str, str]
+    expected: dict[str, Fingerprint]
+
+
+BRONZE = STAGES["ingest"].outputs
+
+
+def concurrent_reference(lake: Lakehouse, name: str, start: str, paths: tuple[str, str]) -> ConcurrentCase:
+    lake.restore(start)
+    for i, path in enumerate(paths):
+        lake.run("ingest", f"reference-{name}-{i}", **{"source.path": path})
+    return ConcurrentCase(name, start, paths, lake.fingerprints(BRONZE))
+
+
+def concurrent_trial(lake: Lakehouse, case: ConcurrentCase, n: int) -> Trial:
+    lake.restore(case.start)
+    procs = [lake.start("ingest", f"trial{n}-concurrent-{i}", **{"source.path": path})
+             for i, path in enumerate(case.paths)]
+    codes = [p.wait() for p in procs]
+    problems = [f"ingest {i} failed (exit {c}); see {p.log}" for i, (p, c) in enumerate(zip(procs, codes)) if c]
+    for p in procs:
+        if p.proc.returncode == 0 and (r := p.result())["rows_inserted"] != r["rows_valid"]:
+            problems.append(f"{r['batch_id']}: {r['rows_inserted']} of {r['rows_valid']} valid rows inserted")
+    got = lake.fingerprints(BRONZE)
+    for key, fp in got.items():
+        if fp != case.expected[key]:
+            problems.append(f"{key} differs from the sequential ingests: {fp} vs {case.expected[key]}")
+    lost = sum(max(0, case.expected[k].rows - got[k].rows) for k in BRONZE)
+    retries = sum(p.output().count("concurrent commit") for p in procs)
+    detail = {"rows": " ".join(f"{k}={got[k].rows}" for k in BRONZE),
+              "conflicts retried": retries, "problems": problems}
+    return Trial("concurrent", case.name, not problems, lost, detail)

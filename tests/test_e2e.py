@@ -195,7 +195,9 @@ def test_report_flow_evaluates_every_variant_and_logs_the_page(runs):
         if not ctx.tables.exists(f"segments@{variant}"):
             pipeline.run_stage("compare", small)
     out = pipeline.run_all(small, flow="report")
-    assert all(v["stages_run"] == 0 for v in out["compare"].values())   # nothing rebuilt
+    variants = out["compare"]["variants"]
+    assert set(variants) == {"lstm", "feedforward", "traits"}
+    assert all(v["stages_run"] == 0 for v in variants.values())          # nothing rebuilt
     ev = json.loads(Path(out["evaluate"]["evaluation"]).read_text())
     gran = {row["variant"]: row for row in ev["granularity"]}
     assert set(gran) == {"lstm", "feedforward", "traits"}

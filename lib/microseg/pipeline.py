@@ -381,7 +381,7 @@ def compare_stage(ctx: Context) -> dict:
         if not done:
             ran += [run_stage(s, sub) for s in (["segment"] if variant == "traits" else ["embed", "segment"])]
         out[variant] = {"stages_run": len(ran), "model_version": version}
-    return out
+    return {"variants": out}
 
 
 def report_dir(ctx: Context, as_of: dt.date) -> Path:

@@ -83,11 +83,8 @@ def kill_trial(lake: Lakehouse, clean: CleanRun, rng: random.Random, n: int) -> 
         lake.run(stage, f"trial{n}-{stage}-rerun")
     except RuntimeError as err:
         problems.append(f"re-run failed: {str(err).splitlines()[0]}")
-    after = lake.fingerprints(outputs)
-    for key, fp in after.items():
-        if fp != clean.after[key]:
-            problems.append(f"{key} after re-run differs from the clean run: {fp} vs {clean.after[key]}")
-    lost = sum(max(0, clean.after[k].rows - after[k].rows) for k in outputs)
+    diffs, lost = compare(lake.fingerprints(outputs), clean.after, "after re-run differs from the clean run")
+    problems += diffs
     detail = {
         "killed": (f"{killed_at - began:.1f} s into its writes ({killed_at:.1f} s after start)" if killed
                    else "no: it ended first (a clean run, checked all the same)"),
@@ -96,6 +93,13 @@ def kill_trial(lake: Lakehouse, clean: CleanRun, rng: random.Random, n: int) -> 
         "problems": problems,
     }
     return Trial("kill", stage, not problems, lost, detail, killed)
+
+
+def compare(got: dict[str, Fingerprint], want: dict[str, Fingerprint], what: str) -> tuple[list[str], int]:
+    """The tables whose fingerprint differs from ``want`` (one line each), and the rows
+    missing against it."""
+    problems = [f"{key} {what}: {fp} vs {want[key]}" for key, fp in got.items() if fp != want[key]]
+    return problems, sum(max(0, want[k].rows - fp.rows) for k, fp in got.items())
 
 
 @dataclass
@@ -128,10 +132,8 @@ def concurrent_trial(lake: Lakehouse, case: ConcurrentCase, n: int) -> Trial:
         if p.proc.returncode == 0 and (r := p.result())["rows_inserted"] != r["rows_valid"]:
             problems.append(f"{r['batch_id']}: {r['rows_inserted']} of {r['rows_valid']} valid rows inserted")
     got = lake.fingerprints(BRONZE)
-    for key, fp in got.items():
-        if fp != case.expected[key]:
-            problems.append(f"{key} differs from the sequential ingests: {fp} vs {case.expected[key]}")
-    lost = sum(max(0, case.expected[k].rows - got[k].rows) for k in BRONZE)
+    diffs, lost = compare(got, case.expected, "differs from the sequential ingests")
+    problems += diffs
     retries = sum(p.output().count("concurrent commit") for p in procs)
     detail = {"rows": " ".join(f"{k}={got[k].rows}" for k in BRONZE),
               "conflicts retried": retries, "problems": problems}

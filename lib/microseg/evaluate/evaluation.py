@@ -76,7 +76,7 @@ def _collect(ctx, variants: list[str], as_of: dt.date) -> tuple[pd.DataFrame, di
                                       spend_classes, months)
     base = base.join(bespoke, "customer_id", "left").join(seqs.select("customer_id", "features", "active"),
                                                           "customer_id")
-    return base.orderBy("customer_id").toPandas(), built, sizes
+    return base.orderBy("customer_id").toPandas(), built, sizes   # the sample: <= ~evaluate.sample_rows rows
 
 
 def _granularity(pdf: pd.DataFrame, variants: list[str], sizes: dict[str, int], seed: int) -> pd.DataFrame:

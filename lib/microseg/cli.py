@@ -55,12 +55,12 @@ def _stages_of(cfg: Settings, target: str) -> list[str]:
     if target not in pipeline.FLOWS and target not in pipeline.STAGES:
         _fail(2, f"unknown stage {target!r}; choose a flow ({', '.join(pipeline.FLOWS)}) "
                  f"or a stage ({', '.join(pipeline.STAGES)})")
-    names = [target] if target not in pipeline.FLOWS else (
-        cfg.stages if target == "all" and cfg.stages else pipeline.FLOWS[target])
-    unknown = [n for n in names if n not in pipeline.STAGES]
-    if unknown:
-        _fail(2, f"config key stages: unknown stage(s) {unknown}; stages: {', '.join(pipeline.STAGES)}")
-    return names
+    if target not in pipeline.FLOWS:
+        return [target]
+    try:
+        return pipeline.flow_stages(cfg, target)
+    except KeyError as err:
+        _fail(2, err.args[0])
 
 
 def _reason(err: Exception) -> str:

@@ -169,6 +169,17 @@ def registered_name(cfg: Settings) -> str:
     return base if cfg.model.kind == "lstm" else f"{base}_{cfg.model.kind}"
 
 
+def feature_scaling(ctx: Context, seq_version: int) -> tuple[list[float], list[float]]:
+    """The features' (means, standard deviations) fitted on ``gold.sequences`` at
+    ``seq_version``; one row per feature."""
+    stats = (ctx.tables.read("feature_stats").where(F.col("sequences_version") == seq_version)
+             .orderBy("index").select("mean", "std").toPandas())
+    if stats.empty:
+        raise RuntimeError(f"gold.feature_stats was not fitted on {ctx.tables.name('sequences')} "
+                           f"version {seq_version}; re-run the sequences stage")
+    return stats["mean"].tolist(), stats["std"].tolist()
+
+
 def train_stage(ctx: Context) -> dict:
     """Train on the recorded sequences version with the configured launcher; log, register,
     and move the alias when the validation loss beats the current holder's."""
@@ -183,11 +194,7 @@ def train_stage(ctx: Context) -> dict:
     cfg, mcfg = ctx.cfg, ctx.cfg.model
     seq_version = ctx.tables.version("sequences")
     seqs = ctx.tables.read("sequences", version=seq_version).where("eligible")
-    stats = ctx.tables.read("feature_stats").where(F.col("sequences_version") == seq_version)
-    stats = stats.orderBy("index").select("mean", "std").toPandas()   # one row per feature
-    if stats.empty:
-        raise RuntimeError(f"gold.feature_stats was not fitted on {ctx.tables.name('sequences')} "
-                           f"version {seq_version}; re-run the sequences stage")
+    scaling = feature_scaling(ctx, seq_version)
     months = cfg.sequences.window_months
     train_df = seqs.where(F.col("split") == "train")
     n_train = train_df.count()
@@ -200,7 +207,7 @@ def train_stage(ctx: Context) -> dict:
     parts = max(cfg.spark.shuffle_partitions, world)
     train_conv = data.make_converter(train_df, cache, parts)
     val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
-    spec = {"kind": mcfg.kind, "n_features": len(stats), "hidden": mcfg.hidden, "layers": mcfg.layers,
+    spec = {"kind": mcfg.kind, "n_features": len(scaling[0]), "hidden": mcfg.hidden, "layers": mcfg.layers,
             "dropout": mcfg.dropout, "n_targets": len(TRAITS), "embed_cell": mcfg.embed_cell}
     run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed,
                                          cfg.sequences.target]).encode()).hexdigest()[:16]
@@ -213,7 +220,7 @@ def train_stage(ctx: Context) -> dict:
                            "taxonomy.version": ctx.taxonomy.version})
         job = TrainJob(
             train_data=train_conv, val_data=val_conv, spec=spec,
-            scaling=(stats["mean"].tolist(), stats["std"].tolist()), months=months,
+            scaling=scaling, months=months,
             epochs=mcfg.epochs, batch_size=mcfg.batch_size, learning_rate=mcfg.learning_rate,
             steps=steps, seed=cfg.seed, lr_step_epochs=mcfg.lr_step_epochs, lr_gamma=mcfg.lr_gamma,
             patience=mcfg.patience, checkpoint_dir=str(checkpoints),
@@ -226,7 +233,7 @@ def train_stage(ctx: Context) -> dict:
         model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
                       "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
                       "target": cfg.sequences.target}
-        example = [0.0] * (months * len(stats))
+        example = [0.0] * (months * len(scaling[0]))
         name = registered_name(cfg)
         version = tracking.log_encoder(result.state_dict, model_spec, example, name)
         promoted = tracking.promote_if_better(name, cfg.mlflow.alias, version, metric="best_val_loss")
@@ -530,16 +537,21 @@ FLOWS = {
 }
 
 
+def flow_stages(cfg: Settings, flow: str) -> list[str]:
+    """The stages ``flow`` runs, in order: for ``all`` the config's ``stages`` when set."""
+    names = cfg.stages if flow == "all" and cfg.stages else FLOWS[flow]
+    unknown = [n for n in names if n not in STAGES]
+    if unknown:
+        raise KeyError(f"config key stages: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    return names
+
+
 def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None,
             flow: str = "all") -> dict[str, dict]:
     """The stages of ``flow`` in order; for ``all``, the config's ``stages`` list when set
     (e.g. no ``generate`` for a real source)."""
-    names = (ctx.cfg.stages if flow == "all" and ctx.cfg.stages else FLOWS[flow])
-    unknown = [n for n in names if n not in STAGES]
-    if unknown:
-        raise KeyError(f"config key stages: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
     results = {}
-    for name in names:
+    for name in flow_stages(ctx.cfg, flow):
         results[name] = run_stage(name, ctx)
         if on_stage:
             on_stage(name, results[name])

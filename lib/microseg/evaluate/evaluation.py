@@ -118,33 +118,28 @@ def _k_curves(ctx, variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "k", "silhouette"])
 
 
-def _downstream(ctx, pdf: pd.DataFrame, variants: list[str]) -> pd.DataFrame:
+def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], seqs: np.ndarray, active: np.ndarray) -> pd.DataFrame:
+    from microseg.pipeline import feature_scaling
+
     cfg = ctx.cfg
-    t, n_feat = cfg.sequences.window_months, len(feature_names(ctx.taxonomy.spend_classes))
-    stats = (ctx.tables.read("feature_stats").where(F.col("sequences_version") == ctx.tables.version("sequences"))
-             .orderBy("index").select("mean", "std").toPandas())                  # one row per feature
+    scaling = feature_scaling(ctx, ctx.tables.version("sequences"))
     predict = downstream.tabular_predictor(cfg.seed)
     models = {LABELS[v]: (frames.to_matrix(pdf, f"vec_{v}"), predict) for v in variants}
     bespoke_cols = [c for c in pdf.columns if c.startswith("share__")] + [
         "recency_months", "active_months", "frequency", "monetary", "balance_mean", "balance_std", "balance_min",
         "balance_max", "income_mean", "income_std", "outflow_mean", "outflow_std"]
     models["bespoke GBM (RFM, class shares, balances)"] = (pdf[bespoke_cols].to_numpy(np.float64), predict)
-    sequences = frames.to_matrix(pdf, "features").reshape(len(pdf), t, n_feat).astype(np.float32)
-    models["bespoke LSTM (end-to-end)"] = (sequences, lstm_predictor(
-        (stats["mean"].tolist(), stats["std"].tolist()), cfg.model.hidden, cfg.evaluate.e2e_epochs, cfg.seed))
+    models["bespoke LSTM (end-to-end)"] = (seqs, lstm_predictor(
+        scaling, cfg.model.hidden, cfg.evaluate.e2e_epochs, cfg.seed))
     if coles.available():   # the optional self-supervised peer (scripts/coles-env.sh)
         train = (pdf["split"] != "test").to_numpy()
-        emb = coles.coles_embeddings(sequences, frames.to_matrix(pdf, "active"), train, cfg.seed,
-                                     hidden=cfg.model.hidden)
+        emb = coles.coles_embeddings(seqs, active, train, cfg.seed, hidden=cfg.model.hidden)
         models["CoLES embeddings (self-supervised)"] = (emb, predict)
     return downstream.compare(pdf, models, cfg.evaluate.bootstrap, cfg.seed)
 
 
-def _explain(ctx, pdf: pd.DataFrame) -> tuple[dict, pd.DataFrame]:
-    t = ctx.cfg.sequences.window_months
-    names = feature_names(ctx.taxonomy.spend_classes)
-    x = frames.to_matrix(pdf, "features").reshape(len(pdf), t, len(names))
-    inputs, input_names = surrogate.window_inputs(x, frames.to_matrix(pdf, "active"), names)
+def _explain(pdf: pd.DataFrame, seqs: np.ndarray, active: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
+    inputs, input_names = surrogate.window_inputs(seqs.astype(np.float64), active, names)   # exact: float32 data
     model, fidelity = surrogate.fit(inputs, frames.to_matrix(pdf, "vec_lstm"), (pdf["split"] != "test").to_numpy())
     return fidelity, surrogate.drivers(model, inputs, pdf["seg_lstm"].to_numpy(), input_names)
 
@@ -227,10 +222,13 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     pdf = pdf[complete].reset_index(drop=True)
     log.info("evaluation sample: %d customers (%d without every variant left out)", len(pdf), int((~complete).sum()))
     granularity = _granularity(pdf, built, sizes, cfg.seed)
-    results = _downstream(ctx, pdf, built)
+    names = feature_names(ctx.taxonomy.spend_classes)
+    seqs = frames.to_matrix(pdf, "features").reshape(len(pdf), cfg.sequences.window_months, len(names))
+    seqs, active = seqs.astype(np.float32), frames.to_matrix(pdf, "active")   # built once, used twice
+    results = _downstream(ctx, pdf, built, seqs, active)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     results.insert(0, "dataset", dataset)
-    fidelity, drivers = _explain(ctx, pdf)
+    fidelity, drivers = _explain(pdf, seqs, active, names)
     profiles, mix = _profiles(ctx, as_of)
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),
             "left_out_incomplete": int((~complete).sum()), "variants": built,

@@ -164,7 +164,8 @@ def read_strings(spark: SparkSession, files: list[str], fmt: str, options: dict[
         if fmt == "csv":
             frames = []
             for header, paths in csv_headers(spark, files, options).items():
-                require_columns(list(header), wanted, paths[0], mapping, csv_sep(fmt, options))
+                require_columns(list(header), wanted, paths[0], mapping,
+                                options.get("sep", options.get("delimiter", ",")))
                 frames.append(_csv(spark, paths, header, options))
             return reduce(lambda a, b: a.unionByName(b, allowMissingColumns=True), frames)
         df = _parquet_or_json(spark, files, fmt, options)
@@ -215,11 +216,6 @@ def require_columns(found: list[str], wanted: dict[str, str], file: str, mapping
     mapped = f" (mapped to {', '.join(missing)})" if list(missing) != list(missing.values()) else ""
     raise SourceError(f"{file}: required column{'s' * (len(missing) > 1)} {names}{mapped} missing; "
                       f"found {found}. {hint}Fix the file or the mapping '{mapping}'")
-
-
-def csv_sep(fmt: str, options: dict[str, str]) -> str | None:
-    """The delimiter a CSV mapping reads with; None for other formats."""
-    return options.get("sep", options.get("delimiter", ",")) if fmt == "csv" else None
 
 
 def spark_cause(err: Exception) -> str:

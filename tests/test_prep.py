@@ -8,6 +8,7 @@ from pyspark.sql import functions as F
 
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import validate
+from microseg.prep.stable import exact_mean_std
 from microseg.taxonomy import TRAITS
 from tests.conftest import canonical_rows
 
@@ -59,6 +60,37 @@ def test_personality_is_spend_share_weighted_mean(silver, ctx):
     np.testing.assert_allclose(got[("C1", JAN)][1], expected_jan, atol=1e-12)
     np.testing.assert_allclose(got[("C1", FEB)][1], coef["charity"], atol=1e-12)
     assert len(got) == 3                          # no row for months without spend
+
+
+def test_personality_and_window_traits_do_not_depend_on_row_order(spark, ctx):
+    """Float sums in arrival order differ in the last bits between runs; these must not."""
+    rng = np.random.default_rng(5)
+    classes = ctx.taxonomy.spend_classes
+    rows = [(f"C{c}", month, cls, float(np.round(rng.uniform(0.01, 900), 2)), 1)
+            for c in range(4) for month in (JAN, FEB, MAR) for cls in classes]
+    spend = spark.createDataFrame(rows, "customer_id string, month date, txn_class string, spend double, n_tx int")
+    coefs = personality.coefficients(spark, ctx.taxonomy)
+
+    def result(order_seed, parts):
+        shuffled = spend.orderBy(F.rand(order_seed)).repartition(parts)
+        pers = personality.spending_personality(shuffled, coefs)
+        window = personality.window_traits(pers.orderBy(F.rand(order_seed)).repartition(parts), [JAN, FEB, MAR])
+        return (sorted(tuple(r) for r in pers.collect()), sorted((r.customer_id, tuple(r.embedding))
+                                                               for r in window.collect()))
+
+    first = result(1, 5)
+    assert len(first[0]) == 12 and len(first[1]) == 4
+    assert result(2, 3) == first == result(3, 1)
+
+
+def test_exact_mean_std_is_right_and_order_free(spark):
+    values = np.random.default_rng(1).normal(3.0, 2.0, 5_000)
+    df = spark.createDataFrame([(float(v),) for v in values], "v double")
+    mean, std = exact_mean_std(F.col("v"))
+    got = [tuple(df.orderBy(F.rand(seed)).repartition(parts).agg(mean, std).first())
+           for seed, parts in ((1, 7), (2, 3))]
+    assert got[0] == got[1]
+    assert got[0] == pytest.approx((values.mean(), values.std()), rel=1e-12)
 
 
 def _sequences(spark, ctx, silver, target, min_months):

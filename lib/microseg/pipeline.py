@@ -277,7 +277,9 @@ def segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str | 
         vectors = personality.window_traits(ctx.tables.read("personality"), months).select(
             "customer_id", F.lit(as_of).alias("as_of"),
             F.lit(f"traits@{ctx.taxonomy.version}").alias("model_version"), "embedding")
-        return vectors, "traits", None
+        # An aggregate's row order follows shuffle arrival; sampling and KMeans' start follow
+        # row order, so fix it (the rows are already partitioned by customer).
+        return vectors.sortWithinPartitions("customer_id"), "traits", None
     key = variant_key("embeddings", cfg.model.kind)
     emb = ctx.tables.read(key).where(F.col("as_of") == F.lit(as_of))
     return emb, cfg.model.kind, registered_name(cfg)

@@ -12,10 +12,13 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from microseg.prep.stable import exact_mean
+
 
 def liquidity(monthly_account: DataFrame) -> DataFrame:
     return monthly_account.groupBy("customer_id").agg(
-        (F.avg("end_balance") / F.when(F.avg("outflow") > 0, F.avg("outflow"))).alias("liquidity_index"),
+        (exact_mean(F.col("end_balance")) / F.when(exact_mean(F.col("outflow")) > 0,
+                                                    exact_mean(F.col("outflow")))).alias("liquidity_index"),
         F.count("*").cast("int").alias("months"),
     )
 

@@ -12,6 +12,7 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from microseg.prep.stable import exact_mean, exact_sum
 from microseg.taxonomy import TRAITS, Taxonomy
 
 
@@ -28,8 +29,8 @@ def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFram
         .join(F.broadcast(coefs), "txn_class")
         .groupBy("customer_id", "month")
         .agg(
-            F.sum(spend).alias("total_spend"),
-            *[(F.sum(spend * F.col(t)) / F.sum(spend)).alias(t) for t in TRAITS],
+            exact_sum(spend).alias("total_spend"),
+            *[(exact_sum(spend * F.col(t)) / exact_sum(spend)).alias(t) for t in TRAITS],
         )
     )
 
@@ -37,4 +38,4 @@ def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFram
 def window_traits(personality: DataFrame, months: list[dt.date]) -> DataFrame:
     """customer_id, embedding: each customer's mean trait vector over the window's months."""
     pers = personality.where(F.col("month").between(months[0], months[-1]))
-    return pers.groupBy("customer_id").agg(F.array(*[F.avg(t) for t in TRAITS]).alias("embedding"))
+    return pers.groupBy("customer_id").agg(F.array(*[exact_mean(F.col(t)) for t in TRAITS]).alias("embedding"))

@@ -21,6 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from microseg.config import SequencesConfig
+from microseg.prep.stable import exact_mean_std, exact_sum
 from microseg.taxonomy import TRAITS
 
 ACCOUNT_FEATURES = ("log_income", "log_outflow", "slog_balance")
@@ -72,7 +73,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     pivot = monthly_spend.where(in_window).groupBy("customer_id", "month").agg(
         *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
         *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
-        F.sum(spend).alias("total"),
+        exact_sum(spend).alias("total"),
     )
     # For next-month targets the month after the window's end is needed too.
     traits = personality.select("customer_id", "month", *TRAITS)
@@ -147,7 +148,8 @@ def feature_stats(per_month: DataFrame, sequences: DataFrame, names: list[str]) 
     train = sequences.where((F.col("split") == "train") & F.col("eligible")).select("customer_id")
     active = per_month.where(F.col("active") > 0).join(train, "customer_id")
     exploded = active.select(F.posexplode("x").alias("i", "v"))
-    stats = exploded.groupBy("i").agg(F.avg("v").alias("mean"), F.stddev_pop("v").alias("std"))
+    mean, std = exact_mean_std(F.col("v"))
+    stats = exploded.groupBy("i").agg(mean.alias("mean"), std.alias("std"))
     spark = per_month.sparkSession
     names_df = spark.createDataFrame(list(enumerate(names)), "i int, feature string")
     return (

@@ -5,8 +5,12 @@ Figures: ``embed.rows_per_s_per_core`` (UDF rows/s over Spark's cores),
 ``embed.plain_rows_per_s`` (one process, one torch thread, batches of the Arrow batch
 size), ``embed.ratio_vs_plain_torch`` (UDF per core / plain per core: the model alone in
 memory is the reference), ``embed.ratio_vs_plain_torch_with_io`` (both read the same
-Delta table's Parquet files: Spark + UDF per core against one process with pyarrow), and
-``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
+Delta table's Parquet files: Spark + UDF per core against one process with pyarrow),
+``embed.spark_floor_rows_per_s_per_core`` and ``embed.ratio_floor_vs_plain_torch`` (the same
+UDF with an encoder that computes nothing: what moving the rows through Spark and Arrow
+costs, so the highest ratio any encoder could reach on these rows),
+``embed.ratio_vs_plain_torch_hidden128x2`` (the same comparison for a 2-layer LSTM of
+hidden size 128), and ``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
 every row, scaled to 100k customers).
 """
 
@@ -24,11 +28,28 @@ from microseg.config import SegmentConfig, load_config
 from microseg.model.networks import build_model
 from microseg.model.train import state_bytes
 from microseg.score import segment
-from microseg.score.embed import embed_customers
+from microseg.score.embed import embed_customers, map_embeddings
 from microseg.spark import get_spark
 
 T, F_ = 24, 84
 SIZES = {"small": 20_000, "full": 100_000}
+SPEC = {"kind": "lstm", "n_features": F_, "hidden": 32, "layers": 1, "dropout": 0.0, "n_targets": 5}
+
+
+class NoCompute(torch.nn.Module):
+    """An encoder that computes nothing: the UDF's cost besides the model."""
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(len(x), SPEC["hidden"])
+
+
+def _udf_rate(df, n: int, embeddings) -> float:
+    # A warm-up over every partition, so that each Python worker has imported torch and
+    # built its encoder before the clock starts.
+    embeddings(df.sample(fraction=0.02, seed=0)).write.format("noop").mode("overwrite").save()
+    start = time.perf_counter()
+    embeddings(df).write.format("noop").mode("overwrite").save()
+    return n / (time.perf_counter() - start)
 
 
 def _plain(model, x: np.ndarray, batch: int) -> float:
@@ -66,8 +87,7 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
     spark = get_spark(cfg)
     cores = spark.sparkContext.defaultParallelism
     torch.manual_seed(0)
-    spec = {"kind": "lstm", "n_features": F_, "hidden": 32, "layers": 1, "dropout": 0.0, "n_targets": 5}
-    model = build_model(spec).eval()
+    model, spec = build_model(SPEC).eval(), SPEC
     # Rows made on the executors, cached, so the timing covers the UDF only.
     df = (spark.range(n, numPartitions=cores * 2)
           .select(F.format_string("C%08d", "id").alias("customer_id"), F.current_date().alias("as_of"),
@@ -75,15 +95,19 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
                   .alias("features"))
           .persist())
     df.count()
-    embed_customers(df.limit(2_000), state_bytes(model), spec, "1").write.format("noop").mode("overwrite").save()
-    start = time.perf_counter()
-    embed_customers(df, state_bytes(model), spec, "1").write.format("noop").mode("overwrite").save()
-    udf_rate = n / (time.perf_counter() - start)
-    print(f"  UDF: {n} rows, {udf_rate:,.0f} rows/s on {cores} cores", flush=True)
     sample = np.random.default_rng(0).random((min(n, 50_000), T, F_), dtype=np.float32)
-    _plain(model, sample[:2_000], cfg.spark.arrow_batch_size)
-    plain = _plain(model, sample, cfg.spark.arrow_batch_size)
-    print(f"  plain torch, 1 process, 1 thread: {plain:,.0f} rows/s", flush=True)
+    batch = cfg.spark.arrow_batch_size
+    rates = {}
+    for name, s in (("hidden32", spec), ("hidden128x2", {**SPEC, "hidden": 128, "layers": 2})):
+        m = model if s is spec else build_model(s).eval()
+        udf = _udf_rate(df, n, lambda d, m=m, s=s: embed_customers(d, state_bytes(m), s, "1"))
+        _plain(m, sample[:2_000], batch)
+        rates[name] = (udf, _plain(m, sample, batch))
+        print(f"  LSTM {name}: UDF {udf:,.0f} rows/s on {cores} cores; plain torch, 1 process, "
+              f"1 thread: {rates[name][1]:,.0f} rows/s", flush=True)
+    floor = _udf_rate(df, n, lambda d: map_embeddings(d, NoCompute, F_, "1"))
+    print(f"  UDF with an encoder that computes nothing: {floor:,.0f} rows/s on {cores} cores", flush=True)
+    udf_rate, plain = rates["hidden32"]
 
     io_udf, io_plain = _with_io(spark, df, model, spec, cfg.spark.arrow_batch_size)
     print(f"  from a Delta table: UDF {io_udf:,.0f} rows/s on {cores} cores, "
@@ -105,5 +129,8 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
         "embed.plain_rows_per_s": (plain, "rows/s"),
         "embed.ratio_vs_plain_torch": (udf_rate / cores / plain, "ratio"),
         "embed.ratio_vs_plain_torch_with_io": (io_udf / cores / io_plain, "ratio"),
+        "embed.spark_floor_rows_per_s_per_core": (floor / cores, "rows/s/core"),
+        "embed.ratio_floor_vs_plain_torch": (floor / cores / plain, "ratio"),
+        "embed.ratio_vs_plain_torch_hidden128x2": (rates["hidden128x2"][0] / cores / rates["hidden128x2"][1], "ratio"),
         "segment.seconds_per_100k": (seg_seconds * 100_000 / n, "s"),
     }

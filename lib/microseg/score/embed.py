@@ -58,10 +58,10 @@ def embed_array(model: torch.nn.Module, features: pa.Array, n_features: int) -> 
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(emb.ravel(), pa.float32()))
 
 
-def _embed_fn(broadcast, key: str, n_features: int, model_version: str, threads: int):
+def _embed_fn(load, n_features: int, model_version: str, threads: int):
     def embed(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         torch.set_num_threads(threads)
-        model = _model_from(broadcast, key)
+        model = load()
         for batch in batches:
             vectors = embed_array(model, batch.column("features"), n_features)
             version = pa.array([model_version] * batch.num_rows, pa.string())
@@ -72,9 +72,18 @@ def _embed_fn(broadcast, key: str, n_features: int, model_version: str, threads:
     return embed
 
 
+def map_embeddings(sequences: DataFrame, load, n_features: int, model_version: str,
+                   threads: int = 1) -> DataFrame:
+    """``sequences`` through the Arrow UDF with the encoder that ``load()`` returns on each
+    worker (it must have ``embed``)."""
+    fn = _embed_fn(load, n_features, model_version, threads)
+    return sequences.select("customer_id", "as_of", "features").mapInArrow(fn, SCHEMA)
+
+
 def embed_customers(sequences: DataFrame, weights: bytes, spec: dict, model_version: str,
                     threads: int = 1) -> DataFrame:
     """customer_id, as_of, model_version, embedding for every row of ``sequences``."""
     broadcast = sequences.sparkSession.sparkContext.broadcast((weights, spec))
-    fn = _embed_fn(broadcast, weights_key(weights), spec["n_features"], model_version, threads)
-    return sequences.select("customer_id", "as_of", "features").mapInArrow(fn, SCHEMA)
+    key = weights_key(weights)
+    return map_embeddings(sequences, lambda: _model_from(broadcast, key), spec["n_features"],
+                          model_version, threads)

@@ -3,10 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
-from microseg.evaluate import downstream, metrics, surrogate
+from microseg.evaluate import downstream, metrics, surrogate, targets
 from microseg.evaluate.evaluation import check_claims
 from microseg.evaluate.result import Evaluation
+from microseg.model.train import masked_mse
 
 
 def blobs(k=4, per=50, spread=0.05, seed=0):
@@ -150,3 +152,32 @@ def test_evaluation_json_is_strict_and_round_trips():
     back = Evaluation.from_dict(json.loads(text))              # strict JSON: no bare NaN tokens
     assert "NaN" not in text and back.meta == {"a": 1} and back.surrogate["r2"] is None
     assert np.isnan(back.granularity.loc[0, "ari_micro"]) and back.granularity.loc[1, "ari_micro"] == 0.3
+
+
+def test_monthly_targets_and_their_next_month_shift():
+    cells = pd.Series([[{"t": 0, "v": [1.0] * 5}, {"t": 2, "v": [3.0] * 5}], None])
+    y, mask = targets.monthly_targets(cells, months=3)
+    assert y.shape == (2, 3, 5) and mask.tolist() == [[1, 0, 1], [0, 0, 0]]
+    assert y[0, :, 0].tolist() == [1.0, 0.0, 3.0]
+    now, now_mask = targets.shifted(y, mask, "current")
+    assert now is y and now_mask is mask
+    nxt, nxt_mask = targets.shifted(y, mask, "next")
+    assert nxt[0, :, 0].tolist() == [0.0, 3.0, 0.0]                  # month t learns month t+1
+    assert nxt_mask[0].tolist() == [0, 1, 0]                          # the last month has no target
+
+
+def test_target_encoder_learns_a_masked_target():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(256, 6, 3)).astype(np.float32)
+    y = np.repeat(x[:, :, :1], 5, axis=2)                             # traits = the first feature
+    mask = (rng.random((256, 6)) > 0.3).astype(np.float32)
+    scaling = ([0.0] * 3, [1.0] * 3)
+    before = targets.train_encoder(x, y, mask, scaling, hidden=8, epochs=1, batch_size=64,
+                                   learning_rate=0.0, seed=0)
+    after = targets.train_encoder(x, y, mask, scaling, hidden=8, epochs=20, batch_size=64,
+                                  learning_rate=0.01, seed=0)
+    def loss(model):
+        with torch.inference_mode():
+            return float(masked_mse(model(torch.from_numpy(x)), torch.from_numpy(y), torch.from_numpy(mask)))
+
+    assert loss(after) < 0.2 * loss(before)

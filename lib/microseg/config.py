@@ -212,6 +212,7 @@ class EvaluateConfig(_Strict):
     bootstrap: int = Field(500, ge=10)           # resamples for the 95% intervals
     map_rows: int = Field(2_000, ge=100)         # points in the 2-D map
     e2e_epochs: int = Field(8, ge=1)             # the bespoke LSTM trained end-to-end on each label
+    target_epochs: int = Field(15, ge=1)         # each LSTM of the current- vs next-month target comparison
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
 
 

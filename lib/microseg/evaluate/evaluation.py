@@ -19,7 +19,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from microseg.evaluate import coles, downstream, frames, metrics, surrogate
+from microseg.evaluate import coles, downstream, frames, metrics, surrogate, targets
 from microseg.evaluate.e2e import lstm_predictor
 from microseg.evaluate.result import Evaluation
 from microseg.prep import personality
@@ -45,8 +45,9 @@ def _variant_frames(ctx, variant: str, as_of: dt.date) -> tuple[DataFrame, DataF
 
 def _collect(ctx, variants: list[str], as_of: dt.date) -> tuple[pd.DataFrame, dict[str, str], dict[str, int]]:
     """The sample as one pandas row per customer: split, labels, planted truth, window
-    traits, each variant's vector and segment, hand-made features, and the sequence; the
-    model version of each variant built; the segment sizes (``variant:segment`` -> customers)."""
+    traits and monthly traits, each variant's vector and segment, hand-made features, and
+    the sequence; the model version of each variant built; the segment sizes
+    (``variant:segment`` -> customers)."""
     cfg, tables = ctx.cfg, ctx.tables
     months = window_months(as_of, cfg.sequences.window_months)
     seqs = tables.read("sequences")
@@ -58,7 +59,8 @@ def _collect(ctx, variants: list[str], as_of: dt.date) -> tuple[pd.DataFrame, di
         base = base.join(tables.read("ground_truth").select("customer_id", "coarse_group", "micro_segment"),
                          "customer_id", "left")
     traits = personality.window_traits(tables.read("personality"), months).withColumnRenamed("embedding", "traits")
-    base = base.join(traits, "customer_id", "left")
+    base = (base.join(traits, "customer_id", "left")
+            .join(frames.trait_months(tables.read("personality"), months), "customer_id", "left"))
     built, sizes = {}, {}
     for v in variants:
         got = _variant_frames(ctx, v, as_of)
@@ -136,6 +138,17 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], seqs: np.ndarray, a
         emb = coles.coles_embeddings(seqs, active, train, cfg.seed, hidden=cfg.model.hidden)
         models["CoLES embeddings (self-supervised)"] = (emb, predict)
     return downstream.compare(pdf, models, cfg.evaluate.bootstrap, cfg.seed)
+
+
+def _targets(ctx, pdf: pd.DataFrame, seqs: np.ndarray) -> pd.DataFrame:
+    """This month's vs next month's traits as the LSTM target, trained alike on the sample."""
+    from microseg.pipeline import feature_scaling
+
+    cfg, m = ctx.cfg, ctx.cfg.model
+    y, mask = targets.monthly_targets(pdf["trait_months"], cfg.sequences.window_months)
+    return targets.compare(pdf, seqs, y, mask, feature_scaling(ctx, ctx.tables.version("sequences")),
+                           m.hidden, cfg.evaluate.target_epochs, m.batch_size, m.learning_rate,
+                           cfg.evaluate.bootstrap, cfg.seed)
 
 
 def _explain(pdf: pd.DataFrame, seqs: np.ndarray, active: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
@@ -229,9 +242,11 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     results.insert(0, "dataset", dataset)
     fidelity, drivers = _explain(pdf, seqs, active, names)
+    target_choice = _targets(ctx, pdf, seqs)
     profiles, mix = _profiles(ctx, as_of)
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),
             "left_out_incomplete": int((~complete).sum()), "variants": built,
+            "target_configured": cfg.sequences.target,
             "model_versions": versions,
             "table_versions": ctx.tables.versions(["sequences", "feature_stats", "labels", "personality",
                                                    "segments", "embeddings"]),
@@ -240,7 +255,8 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     return Evaluation(granularity=granularity, k_curves=_k_curves(ctx, built), downstream=results,
                       surrogate=fidelity, drivers=drivers,
                       map_points=_map(pdf, built, cfg.evaluate.map_rows, cfg.seed),
-                      profiles=profiles, spend_mix=mix, claims=check_claims(granularity, results), meta=meta)
+                      profiles=profiles, spend_mix=mix, claims=check_claims(granularity, results),
+                      targets=target_choice, meta=meta)
 
 
 def _slug(text: str) -> str:
@@ -256,6 +272,8 @@ def flat_metrics(ev: Evaluation) -> dict[str, float]:
     for row in ev.downstream.to_dict(orient="records"):
         out[f"{row['dataset']}.{row['task']}.{_slug(row['model'])}.{row['metric']}"] = float(row["value"])
     out["surrogate.r2"] = float(ev.surrogate["r2"])
+    for row in ev.targets.to_dict(orient="records"):
+        out[f"target_{row['target']}.{row['measure']}"] = float(row["value"])
     return {k: v for k, v in out.items() if not np.isnan(v)}
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from microseg.taxonomy import TRAITS
 
 
 def sample_ids(sequences: DataFrame, rows: int, seed: int) -> DataFrame:
@@ -24,6 +25,15 @@ def sample_ids(sequences: DataFrame, rows: int, seed: int) -> DataFrame:
     fraction = min(1.0, rows / max(total, 1))
     u = F.pmod(F.xxhash64("customer_id", F.lit(seed + 1)), F.lit(1_000_000)) / 1_000_000.0
     return eligible.where(u < fraction)
+
+
+def trait_months(personality: DataFrame, months: list[dt.date]) -> DataFrame:
+    """customer_id, trait_months: the window's spending personality as a list of
+    ``{t: month index, v: five scores}`` (months without spend have none)."""
+    index = personality.sparkSession.createDataFrame([(m, i) for i, m in enumerate(months)], "month date, t int")
+    cells = personality.join(F.broadcast(index), "month").select(
+        "customer_id", F.struct("t", F.array(*TRAITS).alias("v")).alias("cell"))
+    return cells.groupBy("customer_id").agg(F.collect_list("cell").alias("trait_months"))
 
 
 def bespoke_features(monthly_spend: DataFrame, monthly_account: DataFrame, spend_classes: list[str],

@@ -17,8 +17,8 @@ from microseg.prep.stable import exact_mean
 
 def liquidity(monthly_account: DataFrame) -> DataFrame:
     return monthly_account.groupBy("customer_id").agg(
-        (exact_mean(F.col("end_balance")) / F.when(exact_mean(F.col("outflow")) > 0,
-                                                    exact_mean(F.col("outflow")))).alias("liquidity_index"),
+        (exact_mean(F.col("end_balance"), 2) / F.when(exact_mean(F.col("outflow"), 2) > 0,
+                                                       exact_mean(F.col("outflow"), 2))).alias("liquidity_index"),
         F.count("*").cast("int").alias("months"),
     )
 

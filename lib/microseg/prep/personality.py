@@ -15,6 +15,8 @@ from pyspark.sql import functions as F
 from microseg.prep.stable import exact_mean, exact_sum
 from microseg.taxonomy import TRAITS, Taxonomy
 
+CENTS = 2   # monthly spend is rounded to cents by the aggregate stage
+
 
 def coefficients(spark: SparkSession, taxonomy: Taxonomy) -> DataFrame:
     rows = [(name, *map(float, big5)) for name, big5 in taxonomy.coefficients().items()]
@@ -22,15 +24,17 @@ def coefficients(spark: SparkSession, taxonomy: Taxonomy) -> DataFrame:
 
 
 def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFrame:
-    """customer x month: total spend and the five trait scores."""
+    """customer x month: total spend and the five trait scores (exact sums: a class's
+    spend in a month must stay below 9e9; above, the job fails with an overflow under
+    ANSI mode, Spark 4's default)."""
     spend = F.col("spend")
     return (
         monthly_spend.where(spend > 0)
         .join(F.broadcast(coefs), "txn_class")
         .groupBy("customer_id", "month")
         .agg(
-            exact_sum(spend).alias("total_spend"),
-            *[(exact_sum(spend * F.col(t)) / exact_sum(spend)).alias(t) for t in TRAITS],
+            exact_sum(spend, CENTS).alias("total_spend"),
+            *[(exact_sum(spend * F.col(t), 9) / exact_sum(spend, CENTS)).alias(t) for t in TRAITS],
         )
     )
 
@@ -38,4 +42,4 @@ def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFram
 def window_traits(personality: DataFrame, months: list[dt.date]) -> DataFrame:
     """customer_id, embedding: each customer's mean trait vector over the window's months."""
     pers = personality.where(F.col("month").between(months[0], months[-1]))
-    return pers.groupBy("customer_id").agg(F.array(*[exact_mean(F.col(t)) for t in TRAITS]).alias("embedding"))
+    return pers.groupBy("customer_id").agg(F.array(*[exact_mean(F.col(t), 12) for t in TRAITS]).alias("embedding"))

@@ -73,7 +73,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     pivot = monthly_spend.where(in_window).groupBy("customer_id", "month").agg(
         *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
         *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
-        exact_sum(spend).alias("total"),
+        exact_sum(spend, 2).alias("total"),       # spend is in cents: exact
     )
     # For next-month targets the month after the window's end is needed too.
     traits = personality.select("customer_id", "month", *TRAITS)

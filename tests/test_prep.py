@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
+from microseg.evaluate import frames, targets
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import validate
-from microseg.prep.stable import exact_mean_std
+from microseg.prep.stable import CENTS, exact_mean_std, exact_sum
 from microseg.taxonomy import TRAITS
 from tests.conftest import canonical_rows
 
@@ -93,6 +94,14 @@ def test_exact_mean_std_is_right_and_order_free(spark):
     assert got[0] == pytest.approx((values.mean(), values.std()), rel=1e-12)
 
 
+def test_exact_sum_is_exact_and_fails_loudly_on_a_value_beyond_its_scale(spark):
+    df = spark.createDataFrame([(0.1,), (0.2,), (-0.3,), (None,)], "v double")
+    assert df.agg(exact_sum(F.col("v"), CENTS)).first()[0] == 0.0       # doubles would give 5.6e-17
+    huge = spark.createDataFrame([(1e12,)], "v double")
+    with pytest.raises(Exception, match="too large for an exact sum at 7 decimals"):
+        huge.agg(exact_sum(F.col("v"), 7)).collect()
+
+
 def _sequences(spark, ctx, silver, target, min_months):
     spend, account, pers = silver
     cfg = ctx.cfg.sequences.model_copy(update={"window_months": 3, "min_months": min_months, "target": target})
@@ -149,6 +158,19 @@ def test_split_is_deterministic_by_customer(spark, ctx):
     shares = {r.s: r["count"] / 2000 for r in a.groupBy("s").count().collect()}
     assert shares["train"] == pytest.approx(0.7, abs=0.04)
     assert shares["validation"] == pytest.approx(0.15, abs=0.03)
+
+
+@pytest.mark.parametrize("target", ["next", "current"])
+def test_evaluation_targets_match_the_sequences_table(spark, ctx, silver, target):
+    """The target comparison rebuilds both targets from the personality table; the
+    configured one must equal what the sequences stage wrote."""
+    _, _, pers = silver
+    _, seqs = _sequences(spark, ctx, silver, target, min_months=1)
+    cells = frames.trait_months(pers, sequences.window_months(MAR, 3)).orderBy("customer_id").toPandas()
+    y, mask = targets.shifted(*targets.monthly_targets(cells["trait_months"], 3), target)
+    for i, customer in enumerate(cells["customer_id"]):
+        assert mask[i].tolist() == list(seqs[customer].target_mask)
+        np.testing.assert_allclose(y[i].ravel(), seqs[customer].targets, atol=1e-6)
 
 
 def test_feature_stats_use_training_customers_only(spark, ctx, silver):

@@ -180,6 +180,12 @@ def feature_scaling(ctx: Context, seq_version: int) -> tuple[list[float], list[f
     return stats["mean"].tolist(), stats["std"].tolist()
 
 
+def encoder_spec(mcfg, n_features: int, kind: str | None = None) -> dict:
+    """The network spec of ``model`` (``kind`` overrides ``model.kind``) for ``n_features`` inputs."""
+    return {"kind": kind or mcfg.kind, "n_features": n_features, "hidden": mcfg.hidden, "layers": mcfg.layers,
+            "dropout": mcfg.dropout, "n_targets": len(TRAITS), "embed_cell": mcfg.embed_cell}
+
+
 def train_stage(ctx: Context) -> dict:
     """Train on the recorded sequences version with the configured launcher; log, register,
     and move the alias when the validation loss beats the current holder's."""
@@ -207,8 +213,7 @@ def train_stage(ctx: Context) -> dict:
     parts = max(cfg.spark.shuffle_partitions, world)
     train_conv = data.make_converter(train_df, cache, parts)
     val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
-    spec = {"kind": mcfg.kind, "n_features": len(scaling[0]), "hidden": mcfg.hidden, "layers": mcfg.layers,
-            "dropout": mcfg.dropout, "n_targets": len(TRAITS), "embed_cell": mcfg.embed_cell}
+    spec = encoder_spec(mcfg, len(scaling[0]))
     run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed,
                                          cfg.sequences.target]).encode()).hexdigest()[:16]
     checkpoints = Path(cfg.data_path(cfg.train.checkpoint_dir)) / run_key
@@ -277,9 +282,10 @@ def segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str | 
         vectors = personality.window_traits(ctx.tables.read("personality"), months).select(
             "customer_id", F.lit(as_of).alias("as_of"),
             F.lit(f"traits@{ctx.taxonomy.version}").alias("model_version"), "embedding")
-        # An aggregate's row order follows shuffle arrival; sampling and KMeans' start follow
-        # row order, so fix it (the rows are already partitioned by customer).
-        return vectors.sortWithinPartitions("customer_id"), "traits", None
+        # An aggregate's partitions and row order follow shuffle arrival and AQE; sampling and
+        # KMeans' start follow both, so fix them.
+        vectors = vectors.repartition(cfg.spark.shuffle_partitions, "customer_id").sortWithinPartitions("customer_id")
+        return vectors, "traits", None
     key = variant_key("embeddings", cfg.model.kind)
     emb = ctx.tables.read(key).where(F.col("as_of") == F.lit(as_of))
     return emb, cfg.model.kind, registered_name(cfg)

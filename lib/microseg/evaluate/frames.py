@@ -14,6 +14,7 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from microseg.prep.stable import CENTS, exact_mean_std, exact_sum
 from microseg.taxonomy import TRAITS
 
 
@@ -47,20 +48,18 @@ def bespoke_features(monthly_spend: DataFrame, monthly_account: DataFrame, spend
         F.months_between(last, F.max("month")).alias("recency_months"),
         F.count("*").alias("active_months"),
         F.sum("n_tx").alias("frequency"),
-        F.sum("outflow").alias("monetary"),
-        F.avg("end_balance").alias("balance_mean"),
-        F.stddev_pop("end_balance").alias("balance_std"),
+        exact_sum(F.col("outflow"), CENTS).alias("monetary"),
         F.min("end_balance").alias("balance_min"),
         F.max("end_balance").alias("balance_max"),
-        F.avg("income").alias("income_mean"),
-        F.stddev_pop("income").alias("income_std"),
-        F.avg("outflow").alias("outflow_mean"),
-        F.stddev_pop("outflow").alias("outflow_std"),
+        *[stat.alias(f"{short}_{name}") for column, short in (("end_balance", "balance"), ("income", "income"),
+                                                               ("outflow", "outflow"))
+          for name, stat in zip(("mean", "std"), exact_mean_std(F.col(column)))],
     )
     spend = monthly_spend.where(in_window)
     shares = spend.groupBy("customer_id").agg(
-        *[(F.sum(F.when(F.col("txn_class") == c, F.col("spend")).otherwise(0.0))
-           / F.greatest(F.sum("spend"), F.lit(1e-9))).alias(f"share__{c}") for c in spend_classes])
+        *[(exact_sum(F.when(F.col("txn_class") == c, F.col("spend")).otherwise(0.0), CENTS)
+           / F.greatest(exact_sum(F.col("spend"), CENTS), F.lit(1e-9))).alias(f"share__{c}")
+          for c in spend_classes])
     return account.join(shares, "customer_id", "left").fillna(0.0)
 
 

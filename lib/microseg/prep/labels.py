@@ -12,13 +12,13 @@ from __future__ import annotations
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from microseg.prep.stable import exact_mean
+from microseg.prep.stable import CENTS, exact_mean
 
 
 def liquidity(monthly_account: DataFrame) -> DataFrame:
+    outflow = exact_mean(F.col("outflow"), CENTS)
     return monthly_account.groupBy("customer_id").agg(
-        (exact_mean(F.col("end_balance"), 2) / F.when(exact_mean(F.col("outflow"), 2) > 0,
-                                                       exact_mean(F.col("outflow"), 2))).alias("liquidity_index"),
+        (exact_mean(F.col("end_balance"), CENTS) / F.when(outflow > 0, outflow)).alias("liquidity_index"),
         F.count("*").cast("int").alias("months"),
     )
 

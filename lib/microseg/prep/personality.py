@@ -12,10 +12,8 @@ import datetime as dt
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from microseg.prep.stable import exact_mean, exact_sum
+from microseg.prep.stable import CENTS, exact_mean, exact_sum
 from microseg.taxonomy import TRAITS, Taxonomy
-
-CENTS = 2   # monthly spend is rounded to cents by the aggregate stage
 
 
 def coefficients(spark: SparkSession, taxonomy: Taxonomy) -> DataFrame:
@@ -24,9 +22,8 @@ def coefficients(spark: SparkSession, taxonomy: Taxonomy) -> DataFrame:
 
 
 def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFrame:
-    """customer x month: total spend and the five trait scores (exact sums: a class's
-    spend in a month must stay below 9e9; above, the job fails with an overflow under
-    ANSI mode, Spark 4's default)."""
+    """customer x month: total spend and the five trait scores (exact sums: spend per class
+    and month must stay below 7e9, or the job fails naming the value)."""
     spend = F.col("spend")
     return (
         monthly_spend.where(spend > 0)
@@ -34,7 +31,7 @@ def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFram
         .groupBy("customer_id", "month")
         .agg(
             exact_sum(spend, CENTS).alias("total_spend"),
-            *[(exact_sum(spend * F.col(t), 9) / exact_sum(spend, CENTS)).alias(t) for t in TRAITS],
+            *[(exact_sum(spend * F.col(t), 7) / exact_sum(spend, CENTS)).alias(t) for t in TRAITS],
         )
     )
 

@@ -21,7 +21,7 @@ from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from microseg.config import SequencesConfig
-from microseg.prep.stable import exact_mean_std, exact_sum
+from microseg.prep.stable import CENTS, exact_mean_std, exact_sum
 from microseg.taxonomy import TRAITS
 
 ACCOUNT_FEATURES = ("log_income", "log_outflow", "slog_balance")
@@ -73,9 +73,8 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     pivot = monthly_spend.where(in_window).groupBy("customer_id", "month").agg(
         *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
         *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
-        exact_sum(spend, 2).alias("total"),       # spend is in cents: exact
+        exact_sum(spend, CENTS).alias("total"),
     )
-    # For next-month targets the month after the window's end is needed too.
     traits = personality.select("customer_id", "month", *TRAITS)
     rows = (
         grid.join(pivot, ["customer_id", "month"], "left")

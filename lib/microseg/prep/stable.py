@@ -2,11 +2,10 @@
 
 Spark adds doubles in arrival order, which moves with partitioning and shuffle timing, so
 ``sum`` and ``avg`` can differ in the last bits between two runs on the same input; that
-is enough to move a KMeans start or a tree split. Here each value is first rounded to a
-fixed number of decimals and the sum is taken in integers (exact, and as fast as a double
-sum); statistics over whole tables, where squares would overflow integers, add in decimal.
-A value too large for its scale fails the job under ANSI mode (Spark 4's default)
-instead of wrapping.
+is enough to move a KMeans start or a tree split. Here each value of a small group (a
+customer's classes in a month, months in a window: at most 128 values) is rounded to a
+fixed number of decimals and summed in integers, which is exact and as fast as a double
+sum. Statistics over whole tables add in decimal, where squares fit.
 """
 
 from __future__ import annotations
@@ -14,15 +13,23 @@ from __future__ import annotations
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
-# 18 decimals for values below 1e10: squares keep 17 decimals by Spark's decimal product
-# rules, sums keep 20 integer digits.
+LIMIT = 2 ** 56   # per scaled value: 128 of them still sum inside a long
+CENTS = 2         # amounts, balances and monthly spend are rounded to cents upstream
+
+# Values of up to 10 integer digits and 18 decimals; the sum of squares (decimal(38,17))
+# holds 21 integer digits: enough for 1e18 rows of log-scaled features (squares < 1e3).
 EXACT = "decimal(28,18)"
 
 
 def exact_sum(col: Column, decimals: int) -> Column:
-    """Sum of the values rounded to ``decimals`` places (|value| below 9e18 / 10**decimals)."""
+    """Sum of the values rounded to ``decimals`` places; a value of LIMIT / 10**decimals or
+    more fails the job with its size, whatever Spark's ANSI setting."""
     scale = 10 ** decimals
-    return F.sum(F.round(col * scale).cast("long")) / scale
+    scaled = F.round(col * scale)
+    checked = F.when(F.abs(scaled) >= LIMIT, F.raise_error(
+        F.concat(F.lit(f"value too large for an exact sum at {decimals} decimals "
+                       f"(limit {LIMIT / scale:.3g}): "), col.cast("string")))).otherwise(scaled.cast("long"))
+    return F.sum(checked) / scale
 
 
 def exact_mean(col: Column, decimals: int) -> Column:
@@ -31,8 +38,8 @@ def exact_mean(col: Column, decimals: int) -> Column:
 
 
 def exact_mean_std(col: Column) -> tuple[Column, Column]:
-    """Mean and population standard deviation of any number of values."""
+    """Mean and population standard deviation; null for a group without values."""
     value = col.cast(EXACT)
     mean = F.avg(value)
     variance = F.greatest(F.avg(value * value) - mean * mean, F.lit(0).cast(EXACT))
-    return mean.cast("double"), F.sqrt(variance.cast("double"))
+    return mean.cast("double"), F.when(F.count(value) > 0, F.sqrt(variance.cast("double")))

@@ -8,7 +8,7 @@ memory is the reference), ``embed.ratio_vs_plain_torch_with_io`` (both read the 
 Delta table's Parquet files: Spark + UDF per core against one process with pyarrow),
 ``embed.spark_floor_rows_per_s_per_core`` and ``embed.ratio_floor_vs_plain_torch`` (the same
 UDF with an encoder that computes nothing: what moving the rows through Spark and Arrow
-costs, so the highest ratio any encoder could reach on these rows),
+costs, so the ceiling of the ratio for the configured encoder; a slower model comes closer to 1),
 ``embed.ratio_vs_plain_torch_hidden128x2`` (the same comparison for a 2-layer LSTM of
 hidden size 128), and ``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
 every row, scaled to 100k customers).

@@ -190,7 +190,8 @@ def test_report_flow_evaluates_every_variant_and_logs_the_page(runs):
     ctx = runs[0]
     small = pipeline.Context(ctx.cfg.with_overrides(**{
         "evaluate.sample_rows": 200, "evaluate.bootstrap": 20, "evaluate.map_rows": 100,
-        "evaluate.e2e_epochs": 1, "evaluate.target_epochs": 1}), ctx.spark, ctx.tables, ctx.taxonomy)
+        "evaluate.e2e_epochs": 1, "evaluate.target_epochs": 1, "evaluate.target_seeds": 2}),
+        ctx.spark, ctx.tables, ctx.taxonomy)
     for variant in ("traits", "feedforward"):          # the comparison variants, built once
         if not ctx.tables.exists(f"segments@{variant}"):
             pipeline.run_stage("compare", small)
@@ -208,11 +209,12 @@ def test_report_flow_evaluates_every_variant_and_logs_the_page(runs):
     for r in ev["downstream"]:
         assert r["ci_low"] <= r["value"] <= r["ci_high"] and r["n_test"] > 0
     assert len(ev["claims"]) >= 4 and ev["surrogate"]["r2"] <= 1
-    by_target = {(r["target"], r["measure"]): r["value"] for r in ev["targets"]}
+    by_target = {(r["target"], r["seed"], r["measure"]): r["value"] for r in ev["targets"]}
     for target in ("current", "next"):
-        assert by_target[(target, "test_mse")] >= 0
-        assert -1 <= by_target[(target, "ari_micro_at_planted_k")] <= 1
-        assert 0 <= by_target[(target, "liquidity.macro_f1")] <= 1
+        for seed in (small.cfg.seed, small.cfg.seed + 1):
+            assert by_target[(target, seed, "test_mse")] >= 0
+            assert -1 <= by_target[(target, seed, "ari_micro_at_planted_k")] <= 1
+            assert 0 <= by_target[(target, seed, "liquidity.macro_f1")] <= 1
     assert ev["surrogate"]["rows"] == ev["meta"]["customers_in_sample"] > 0
     html = Path(out["render"]["report"]).read_text()
     assert html.count("data:image/png;base64,") == 7 and "What the segments are" in html

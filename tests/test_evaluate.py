@@ -172,12 +172,20 @@ def test_target_encoder_learns_a_masked_target():
     y = np.repeat(x[:, :, :1], 5, axis=2)                             # traits = the first feature
     mask = (rng.random((256, 6)) > 0.3).astype(np.float32)
     scaling = ([0.0] * 3, [1.0] * 3)
-    before = targets.train_encoder(x, y, mask, scaling, hidden=8, epochs=1, batch_size=64,
-                                   learning_rate=0.0, seed=0)
-    after = targets.train_encoder(x, y, mask, scaling, hidden=8, epochs=20, batch_size=64,
-                                  learning_rate=0.01, seed=0)
+    spec = {"kind": "lstm", "n_features": 3, "hidden": 8, "layers": 1, "dropout": 0.0, "n_targets": 5}
+    before = targets.train_encoder(x, y, mask, scaling, spec, epochs=1, batch_size=64, learning_rate=0.0, seed=0)
+    after = targets.train_encoder(x, y, mask, scaling, spec, epochs=20, batch_size=64, learning_rate=0.01, seed=0)
     def loss(model):
         with torch.inference_mode():
             return float(masked_mse(model(torch.from_numpy(x)), torch.from_numpy(y), torch.from_numpy(mask)))
 
     assert loss(after) < 0.2 * loss(before)
+
+
+def test_target_summary_is_mean_and_range_over_seeds():
+    frame = pd.DataFrame({"target": ["next"] * 3 + ["current"], "seed": [1, 2, 3, 1],
+                          "measure": ["ari"] * 4, "value": [0.2, 0.4, 0.9, 0.5]})
+    got = targets.summary(frame).set_index("target")
+    assert got.loc["next", "mean"] == pytest.approx(0.5)
+    assert (got.loc["next", "min"], got.loc["next", "max"], got.loc["next", "count"]) == (0.2, 0.9, 3)
+    assert got.loc["current", "count"] == 1

@@ -213,6 +213,7 @@ class EvaluateConfig(_Strict):
     map_rows: int = Field(2_000, ge=100)         # points in the 2-D map
     e2e_epochs: int = Field(8, ge=1)             # the bespoke LSTM trained end-to-end on each label
     target_epochs: int = Field(15, ge=1)         # each LSTM of the current- vs next-month target comparison
+    target_seeds: int = Field(3, ge=1)           # seeds of that comparison (seed, seed + 1, ...)
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
 
 

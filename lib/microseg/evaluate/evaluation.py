@@ -120,11 +120,9 @@ def _k_curves(ctx, variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "k", "silhouette"])
 
 
-def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], seqs: np.ndarray, active: np.ndarray) -> pd.DataFrame:
-    from microseg.pipeline import feature_scaling
-
+def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], seqs: np.ndarray, active: np.ndarray,
+                scaling) -> pd.DataFrame:
     cfg = ctx.cfg
-    scaling = feature_scaling(ctx, ctx.tables.version("sequences"))
     predict = downstream.tabular_predictor(cfg.seed)
     models = {LABELS[v]: (frames.to_matrix(pdf, f"vec_{v}"), predict) for v in variants}
     bespoke_cols = [c for c in pdf.columns if c.startswith("share__")] + [
@@ -140,15 +138,15 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], seqs: np.ndarray, a
     return downstream.compare(pdf, models, cfg.evaluate.bootstrap, cfg.seed)
 
 
-def _targets(ctx, pdf: pd.DataFrame, seqs: np.ndarray) -> pd.DataFrame:
+def _targets(ctx, pdf: pd.DataFrame, seqs: np.ndarray, scaling) -> pd.DataFrame:
     """This month's vs next month's traits as the LSTM target, trained alike on the sample."""
-    from microseg.pipeline import feature_scaling
+    from microseg.pipeline import encoder_spec
 
     cfg, m = ctx.cfg, ctx.cfg.model
     y, mask = targets.monthly_targets(pdf["trait_months"], cfg.sequences.window_months)
-    return targets.compare(pdf, seqs, y, mask, feature_scaling(ctx, ctx.tables.version("sequences")),
-                           m.hidden, cfg.evaluate.target_epochs, m.batch_size, m.learning_rate,
-                           cfg.evaluate.bootstrap, cfg.seed)
+    seeds = [cfg.seed + i for i in range(cfg.evaluate.target_seeds)]
+    return targets.compare(pdf, seqs, y, mask, scaling, encoder_spec(m, seqs.shape[2], kind="lstm"),
+                           cfg.evaluate.target_epochs, m.batch_size, m.learning_rate, seeds)
 
 
 def _explain(pdf: pd.DataFrame, seqs: np.ndarray, active: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
@@ -223,6 +221,7 @@ def check_claims(granularity: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
 
 def evaluate(ctx, as_of: dt.date) -> Evaluation:
     from microseg import tracking
+    from microseg.pipeline import feature_scaling
 
     cfg = ctx.cfg
     pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of)
@@ -238,11 +237,12 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     names = feature_names(ctx.taxonomy.spend_classes)
     seqs = frames.to_matrix(pdf, "features").reshape(len(pdf), cfg.sequences.window_months, len(names))
     seqs, active = seqs.astype(np.float32), frames.to_matrix(pdf, "active")   # built once, used twice
-    results = _downstream(ctx, pdf, built, seqs, active)
+    scaling = feature_scaling(ctx, ctx.tables.version("sequences"))
+    results = _downstream(ctx, pdf, built, seqs, active, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     results.insert(0, "dataset", dataset)
     fidelity, drivers = _explain(pdf, seqs, active, names)
-    target_choice = _targets(ctx, pdf, seqs)
+    target_choice = _targets(ctx, pdf, seqs, scaling)
     profiles, mix = _profiles(ctx, as_of)
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),
             "left_out_incomplete": int((~complete).sum()), "variants": built,
@@ -272,8 +272,9 @@ def flat_metrics(ev: Evaluation) -> dict[str, float]:
     for row in ev.downstream.to_dict(orient="records"):
         out[f"{row['dataset']}.{row['task']}.{_slug(row['model'])}.{row['metric']}"] = float(row["value"])
     out["surrogate.r2"] = float(ev.surrogate["r2"])
-    for row in ev.targets.to_dict(orient="records"):
-        out[f"target_{row['target']}.{row['measure']}"] = float(row["value"])
+    if not ev.targets.empty:
+        for row in targets.summary(ev.targets).to_dict(orient="records"):
+            out[f"target_{row['target']}.{row['measure']}"] = float(row["mean"])
     return {k: v for k, v in out.items() if not np.isnan(v)}
 
 

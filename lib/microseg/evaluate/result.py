@@ -37,8 +37,8 @@ class Evaluation:
     spend_mix: pd.DataFrame
     # claim, held (bool or None when not checkable), evidence (one sentence with numbers)
     claims: pd.DataFrame
-    # target, measure, value, ci_low, ci_high: this month's vs next month's traits as the
-    # LSTM target, both trained alike on the sample (test_mse, ari_*_at_planted_k, downstream)
+    # target, seed, measure, value: this month's vs next month's traits as the LSTM target,
+    # both trained alike on the sample per seed (test_mse, ari_*_at_planted_k, downstream)
     targets: pd.DataFrame = field(default_factory=pd.DataFrame)
     # run facts: as_of, dataset, model versions, table versions, code version, customers
     meta: dict = field(default_factory=dict)

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
+from microseg.evaluate import targets
 from microseg.evaluate.result import Evaluation
 from microseg.report.figures import all_figures, population_traits
 
@@ -61,9 +62,10 @@ SECTIONS = (
      "value with its bootstrap 95% interval."),
     ("LSTM target: this month or next",
      "Two LSTMs trained alike on the sample, one on each month's own traits (the paper), one on "
-     "next month's (a forecast). Test MSE is each one's own task and not comparable across rows; "
-     "the ARI and downstream rows judge their hidden states the same way. The pipeline trains "
-     "on sequences.target (shown in the header)."),
+     "next month's (a forecast), once per seed: the mean over the seeds [lowest, highest]. Test "
+     "MSE is each one's own task and not comparable across columns; the ARI and downstream rows "
+     "judge their hidden states the same way. The pipeline trains on sequences.target (shown in "
+     "the header)."),
     ("What drives each segment",
      "A linear surrogate mimics the LSTM from its inputs; its fidelity R² says how far to trust it. "
      "The inputs with the largest scores drive each segment most; the sign gives the direction."),
@@ -233,9 +235,10 @@ def _downstream(results: pd.DataFrame) -> str:
 def _targets(frame: pd.DataFrame) -> str:
     if frame.empty:
         return '<p class="note">Not compared in this run.</p>'
-    cell = [_fmt(v) if pd.isna(lo) else f"{_fmt(v)} [{_fmt(lo)}, {_fmt(hi)}]"
-            for v, lo, hi in zip(frame["value"], frame["ci_low"], frame["ci_high"])]
-    wide = frame[["measure", "target"]].assign(value=cell).pivot(index="measure", columns="target", values="value")
+    stats = targets.summary(frame)
+    cell = [f"{_fmt(m)} [{_fmt(lo)}, {_fmt(hi)}]" if n > 1 else _fmt(m)
+            for m, lo, hi, n in zip(stats["mean"], stats["min"], stats["max"], stats["count"])]
+    wide = stats[["measure", "target"]].assign(value=cell).pivot(index="measure", columns="target", values="value")
     return _table(wide.reset_index())
 
 

@@ -236,7 +236,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     granularity = _granularity(pdf, built, sizes, cfg.seed)
     names = feature_names(ctx.taxonomy.spend_classes)
     seqs = frames.to_matrix(pdf, "features").reshape(len(pdf), cfg.sequences.window_months, len(names))
-    seqs, active = seqs.astype(np.float32), frames.to_matrix(pdf, "active")   # built once, used twice
+    seqs, active = seqs.astype(np.float32), frames.to_matrix(pdf, "active")   # built once, for every model below
     scaling = feature_scaling(ctx, ctx.tables.version("sequences"))
     results = _downstream(ctx, pdf, built, seqs, active, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter

@@ -58,9 +58,10 @@ def _collect(ctx, variants: list[str], as_of: dt.date) -> tuple[pd.DataFrame, di
     if tables.exists("ground_truth"):
         base = base.join(tables.read("ground_truth").select("customer_id", "coarse_group", "micro_segment"),
                          "customer_id", "left")
-    traits = personality.window_traits(tables.read("personality"), months).withColumnRenamed("embedding", "traits")
+    pers = tables.read("personality")
+    traits = personality.window_traits(pers, months).withColumnRenamed("embedding", "traits")
     base = (base.join(traits, "customer_id", "left")
-            .join(frames.trait_months(tables.read("personality"), months), "customer_id", "left"))
+            .join(frames.trait_months(pers, months), "customer_id", "left"))
     built, sizes = {}, {}
     for v in variants:
         got = _variant_frames(ctx, v, as_of)

@@ -68,9 +68,8 @@ def _with_io(spark, df, model, spec, batch: int) -> tuple[float, float]:
         df.write.format("delta").save(tmp)
         table = spark.read.format("delta").load(tmp)
         n = table.count()
-        start = time.perf_counter()
-        embed_customers(table, state_bytes(model), spec, "1").write.format("noop").mode("overwrite").save()
-        udf = n / (time.perf_counter() - start)
+        weights = state_bytes(model)
+        udf = _udf_rate(table, n, lambda d: embed_customers(d, weights, spec, "1"))
         torch.set_num_threads(1)
         start = time.perf_counter()
         with torch.inference_mode():

@@ -92,7 +92,7 @@ class GeneratorConfig(_Strict):
     months: int = Field(24, ge=2)
     start_month: Month = "2023-01"
     coarse_groups: int = Field(4, ge=1)
-    micro_per_group: int = Field(3, ge=1, le=4)
+    micro_per_group: int = Field(6, ge=1, le=12)   # 1 steady + drifting/seasonal/regime variants
     tx_per_month: float = Field(18, gt=0)
     partitions: int = Field(8, ge=1)
     landing: StoragePath = "{root}/landing"      # where the raw files are written
@@ -151,7 +151,6 @@ class SequencesConfig(_Strict):
     window_months: int = Field(24, ge=2)
     min_months: int = Field(6, ge=1)
     as_of: Month | None = None
-    target: Literal["current", "next"] = "next"
     split: SplitConfig = SplitConfig()
 
 
@@ -160,7 +159,8 @@ class ModelConfig(_Strict):
     hidden: int = Field(32, ge=1)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    embed_cell: bool = False                         # LSTM embedding: last hidden + last cell state
+    objective: str | dict[str, float] = "next"       # a named objective, or {part: weight} (model/objectives.py)
+    embedding: Literal["last", "last_cell", "pooled"] = "last"   # LSTM: which states make the customer vector
     learning_rate: float = Field(0.005, gt=0)
     lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs
     lr_gamma: float = Field(0.5, gt=0, le=1)
@@ -212,8 +212,11 @@ class EvaluateConfig(_Strict):
     bootstrap: int = Field(500, ge=10)           # resamples for the 95% intervals
     map_rows: int = Field(2_000, ge=100)         # points in the 2-D map
     e2e_epochs: int = Field(8, ge=1)             # the bespoke LSTM trained end-to-end on each label
-    target_epochs: int = Field(15, ge=1)         # each LSTM of the current- vs next-month target comparison
-    target_seeds: int = Field(3, ge=1)           # seeds of that comparison (seed, seed + 1, ...)
+    cv_folds: int = Field(5, ge=2)               # downstream: stratified k-fold over all labelled customers
+    cv_repeats: int = Field(3, ge=1)             # ... repeated with reshuffled folds
+    objectives: list[str] = ["current", "next", "multi_horizon", "reconstruct", "shape"]   # compared in-memory
+    objective_epochs: int = Field(15, ge=1)      # epochs of each encoder in the objective comparison
+    objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
 
 

@@ -32,7 +32,7 @@ LABELS = {"lstm": "LSTM features", "feedforward": "feed-forward features", "trai
 
 def _variant_frames(ctx, variant: str, as_of: dt.date) -> tuple[DataFrame, DataFrame] | None:
     """(vectors, segments) of a variant at ``as_of``; None when the variant was not built."""
-    from microseg.pipeline import segment_inputs, variant_key
+    from microseg.stages.context import segment_inputs, variant_key
 
     seg_key = variant_key("segments", variant)
     if not ctx.tables.exists(seg_key):
@@ -141,7 +141,7 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], seqs: np.ndarray, a
 
 def _targets(ctx, pdf: pd.DataFrame, seqs: np.ndarray, scaling) -> pd.DataFrame:
     """This month's vs next month's traits as the LSTM target, trained alike on the sample."""
-    from microseg.pipeline import encoder_spec
+    from microseg.stages.context import encoder_spec
 
     cfg, m = ctx.cfg, ctx.cfg.model
     y, mask = targets.monthly_targets(pdf["trait_months"], cfg.sequences.window_months)
@@ -222,7 +222,7 @@ def check_claims(granularity: pd.DataFrame, results: pd.DataFrame) -> pd.DataFra
 
 def evaluate(ctx, as_of: dt.date) -> Evaluation:
     from microseg import tracking
-    from microseg.pipeline import feature_scaling
+    from microseg.stages.context import feature_scaling
 
     cfg = ctx.cfg
     pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of)

@@ -5,8 +5,9 @@ scoring UDF move one contiguous block per customer:
 
 - ``features``  [T x F]: per spend class log1p(spend), spend share, log1p(count); then
   log1p(income), log1p(outflow), signed log1p(end balance);
-- ``targets``   [T x 5]: this month's or next month's trait scores (``sequences.target``);
-- ``target_mask`` [T]: 1 where the target exists;
+- ``traits``    [T x 5]: each month's spending personality (the encoder's objective builds
+  its targets from these and the features: ``model/objectives.py``);
+- ``trait_mask`` [T]: 1 where the month has a spending personality;
 - ``active``    [T]: 1 for months with any transaction.
 
 Months before a customer's first activity are zeros (left padding). Customers with fewer
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from microseg.config import SequencesConfig
@@ -61,8 +62,7 @@ def _slog(col: Column) -> Column:
 
 
 def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_account: DataFrame,
-                     personality: DataFrame, spend_classes: list[str], months: list[dt.date],
-                     target: str) -> DataFrame:
+                     personality: DataFrame, spend_classes: list[str], months: list[dt.date]) -> DataFrame:
     """customer x month in the window: feature vector, target vector and masks."""
     grid_months = spark.createDataFrame([(m, i) for i, m in enumerate(months)], "month date, t int")
     in_window = F.col("month").between(months[0], months[-1])
@@ -82,11 +82,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
               ["customer_id", "month"], "left")
         .join(traits, ["customer_id", "month"], "left")
     )
-    by_customer = Window.partitionBy("customer_id").orderBy("t")
-    if target == "next":
-        tgt = [F.lead(t).over(by_customer) for t in TRAITS]
-    else:
-        tgt = [F.col(t) for t in TRAITS]
+    tgt = [F.col(t) for t in TRAITS]
     zero = F.lit(0.0)
     total = F.coalesce(F.col("total"), zero)
     features = (
@@ -105,7 +101,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
             *[c.alias(f"_y{i}") for i, c in enumerate(tgt)],
             F.col("income").isNotNull().cast("float").alias("active"),
         )
-        .withColumn("target_mask", F.when(tgt_cols[0].isNotNull(), 1.0).otherwise(0.0).cast("float"))
+        .withColumn("trait_mask", F.when(tgt_cols[0].isNotNull(), 1.0).otherwise(0.0).cast("float"))
         .withColumn("y", F.array(*[F.coalesce(c, zero).cast("float") for c in tgt_cols]))
         .drop(*[f"_y{i}" for i in range(len(TRAITS))])
     )
@@ -121,7 +117,7 @@ def split_of(customer_id: Column, seed: int, split) -> Column:
 
 def build_sequences(per_month: DataFrame, cfg: SequencesConfig, seed: int, as_of: dt.date) -> DataFrame:
     """Collect each customer's months, in order, into flat arrays with lengths and flags."""
-    ordered = F.array_sort(F.collect_list(F.struct("t", "x", "y", "target_mask", "active")))
+    ordered = F.array_sort(F.collect_list(F.struct("t", "x", "y", "trait_mask", "active")))
     seq = per_month.groupBy("customer_id").agg(ordered.alias("steps"))
     n_active = F.aggregate(F.col("steps.active"), F.lit(0.0), lambda a, x: a + x).cast("int")
     first_active = F.array_position(F.col("steps.active"), F.lit(1.0))
@@ -129,8 +125,8 @@ def build_sequences(per_month: DataFrame, cfg: SequencesConfig, seed: int, as_of
         "customer_id",
         F.lit(as_of).alias("as_of"),
         F.flatten(F.col("steps.x")).alias("features"),
-        F.flatten(F.col("steps.y")).alias("targets"),
-        F.col("steps.target_mask").alias("target_mask"),
+        F.flatten(F.col("steps.y")).alias("traits"),
+        F.col("steps.trait_mask").alias("trait_mask"),
         F.col("steps.active").alias("active"),
         (F.lit(cfg.window_months) - first_active + 1).cast("int").alias("length"),
         n_active.alias("n_active_months"),

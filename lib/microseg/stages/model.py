@@ -1,0 +1,78 @@
+"""The training stage: the encoder trained distributed, logged and registered in MLflow."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from pyspark.sql import functions as F
+
+from microseg import tracking
+from microseg.prep import sequences
+from microseg.stages.context import Context, encoder_spec, feature_scaling, registered_name
+
+
+def train_stage(ctx: Context) -> dict:
+    """Train on the recorded sequences version with the configured launcher; log, register,
+    and move the alias when the validation loss beats the current holder's."""
+    import shutil
+
+    import mlflow
+
+    from microseg.model import data
+    from microseg.model.launch import run_training
+    from microseg.model.train import TrainJob
+
+    cfg, mcfg = ctx.cfg, ctx.cfg.model
+    seq_version = ctx.tables.version("sequences")
+    seqs = ctx.tables.read("sequences", version=seq_version).where("eligible")
+    scaling = feature_scaling(ctx, seq_version)
+    months = cfg.sequences.window_months
+    train_df = seqs.where(F.col("split") == "train")
+    n_train = train_df.count()
+    if n_train == 0:
+        raise RuntimeError("no eligible training sequences; generate or ingest more data, "
+                           "or lower sequences.min_months")
+    world = 1 if cfg.train.launcher == "single" else cfg.train.num_processes
+    steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size, world)
+    cache = ctx.work_dir / "petastorm"
+    parts = max(cfg.spark.shuffle_partitions, world)
+    train_conv = data.make_converter(train_df, cache, parts)
+    val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
+    spec = encoder_spec(mcfg, len(scaling[0]))
+    run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed,
+                                         cfg.sequences.target]).encode()).hexdigest()[:16]
+    checkpoints = Path(cfg.data_path(cfg.train.checkpoint_dir)) / run_key
+
+    tracking.setup(cfg)
+    with mlflow.start_run(run_name=f"train-{mcfg.kind}-{cfg.train.launcher}") as run:
+        tracking.log_run_context(cfg, ctx.tables.versions(["sequences", "feature_stats"]))
+        mlflow.log_params({"train.rows": n_train, "train.steps_per_epoch": steps, "train.world": world,
+                           "taxonomy.version": ctx.taxonomy.version})
+        job = TrainJob(
+            train_data=train_conv, val_data=val_conv, spec=spec,
+            scaling=scaling, months=months,
+            epochs=mcfg.epochs, batch_size=mcfg.batch_size, learning_rate=mcfg.learning_rate,
+            steps=steps, seed=cfg.seed, lr_step_epochs=mcfg.lr_step_epochs, lr_gamma=mcfg.lr_gamma,
+            patience=mcfg.patience, checkpoint_dir=str(checkpoints),
+            mlflow_run=(tracking.tracking_uri(cfg), run.info.run_id))
+        result = run_training(job, cfg.train)
+        mlflow.log_metrics({"train.seconds": result.seconds, "train.resumed_from_epoch": result.resumed_from,
+                            "train.seq_per_s": result.rows_seen / max(result.seconds, 1e-9),
+                            "train.ranks_in_sync": float(len(set(result.rank_digests)) == 1),
+                            "best_val_loss": result.best.get("val_loss", result.best["train_loss"])})
+        model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
+                      "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
+                      "target": cfg.sequences.target}
+        example = [0.0] * (months * len(scaling[0]))
+        name = registered_name(cfg)
+        version = tracking.log_encoder(result.state_dict, model_spec, example, name)
+        promoted = tracking.promote_if_better(name, cfg.mlflow.alias, version, metric="best_val_loss")
+    train_conv.delete()
+    val_conv.delete()
+    shutil.rmtree(checkpoints, ignore_errors=True)   # finished: a new run trains afresh
+    best = {k: round(v, 5) for k, v in result.best.items() if k not in ("epoch", "learning_rate")}
+    return {"run_id": run.info.run_id, "model": name, "model_version": version, "promoted": promoted,
+            "epochs": len(result.history), "resumed_from_epoch": result.resumed_from,
+            "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}

@@ -1,0 +1,110 @@
+"""Stages from the source to the model's input: generate, ingest, aggregate, labels,
+personality, sequences."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+from pyspark.sql import functions as F
+
+from microseg import tracking
+from microseg.prep import aggregate, personality, sequences
+from microseg.prep.ingest import check, split
+from microseg.prep.pseudonymise import pseudonym_key, pseudonymise
+from microseg.stages.context import Context
+
+
+def generate_stage(ctx: Context) -> dict:
+    from microseg.sources import generator
+
+    cfg = ctx.cfg.generator
+    tx, truth = generator.generate(ctx.spark, cfg, ctx.cfg.seed, ctx.taxonomy)
+    ctx.tables.overwrite("ground_truth", truth)
+    truth = ctx.tables.read("ground_truth")
+    landing = ctx.cfg.data_path(cfg.landing)
+    generator.write_landing(tx, generator.loan_book(truth, ctx.cfg.seed), landing, cfg.bad_rows, ctx.cfg.seed)
+    return {"customers": cfg.customers, "landing": landing}
+
+
+def ingest_stage(ctx: Context) -> dict:
+    """Read the configured source, MERGE valid rows into bronze, quarantine the rest.
+
+    Accounting: every row read is counted once, as valid or under its quarantine reason
+    (so rows read = valid + quarantined by construction, from one pass over the checked
+    rows); of the valid rows, those whose (source, txn_id) bronze already holds are counted
+    as already present, not re-inserted. The batch's quarantine rows replace any from an
+    earlier run of the same batch.
+    """
+    from microseg.sources.registry import read_batch
+
+    rules = ctx.cfg.ingest
+    batch = read_batch(ctx.spark, ctx.cfg, ctx.taxonomy)
+    today = dt.date.fromisoformat(rules.today) if rules.today else dt.date.today()
+    ctx.tables.commit_note = json.dumps({"stage": "ingest", "batch_id": batch.batch_id,
+                                         "code_version": tracking.code_version()})
+    classes = [c.name for c in ctx.taxonomy.classes]
+    rows = batch.rows
+    if rules.pseudonymise:
+        rows = pseudonymise(rows, "customer_id", pseudonym_key(rules, ctx.spark))
+    checked = check(rows, rules, classes, today).persist()   # read and checked once
+    counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 17 rows
+    valid = counts.pop(None, 0)
+    reasons, quarantined = counts, sum(counts.values())
+    read = valid + quarantined
+    good, bad = split(checked, batch.source, batch.batch_id, rules, classes)
+    inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
+    ctx.tables.replace_where("quarantine", bad, f"batch_id = '{batch.batch_id}'")
+    checked.unpersist()
+    landed = ctx.tables.read("quarantine").where(F.col("batch_id") == batch.batch_id).count()
+    if landed != quarantined or inserted > valid:
+        raise RuntimeError(f"ingest of batch {batch.batch_id} does not add up: {quarantined} rows to "
+                           f"quarantine but {landed} landed; {inserted} inserted of {valid} valid")
+    return {"batch_id": batch.batch_id, "files": len(batch.files), "rows_read": read,
+            "rows_valid": valid, "rows_quarantined": quarantined, "rows_inserted": inserted,
+            "rows_already_present": valid - inserted, "quarantine_reasons": reasons}
+
+
+def aggregate_stage(ctx: Context) -> dict:
+    tx = ctx.tables.read("transactions")
+    kinds = aggregate.class_kinds(ctx.spark, ctx.taxonomy)
+    ctx.tables.overwrite("monthly_spend", aggregate.monthly_spend(tx, kinds))
+    ctx.tables.overwrite("monthly_account", aggregate.monthly_account(tx))
+    return {"monthly_spend_version": ctx.tables.version("monthly_spend")}
+
+
+def labels_stage(ctx: Context) -> dict:
+    from microseg.prep.labels import customer_labels
+    from microseg.sources.registry import read_loans
+
+    loans = read_loans(ctx.spark, ctx.cfg)
+    if loans is not None and ctx.cfg.ingest.pseudonymise:   # join on the same pseudonyms as bronze
+        loans = pseudonymise(loans, "customer_id", pseudonym_key(ctx.cfg.ingest, ctx.spark))
+    out = customer_labels(ctx.tables.read("monthly_account"), loans, ctx.cfg.labels.liquidity_classes)
+    ctx.tables.overwrite("labels", out)
+    return {"labels_version": ctx.tables.version("labels"), "has_loans": loans is not None}
+
+
+def personality_stage(ctx: Context) -> dict:
+    coefs = personality.coefficients(ctx.spark, ctx.taxonomy)
+    out = personality.spending_personality(ctx.tables.read("monthly_spend"), coefs)
+    ctx.tables.overwrite("personality", out)
+    return {"personality_version": ctx.tables.version("personality")}
+
+
+def sequences_stage(ctx: Context) -> dict:
+    cfg = ctx.cfg.sequences
+    account = ctx.tables.read("monthly_account")
+    as_of = (sequences.parse_month(cfg.as_of) if cfg.as_of else sequences.latest_month(account))
+    months = sequences.window_months(as_of, cfg.window_months)
+    classes = ctx.taxonomy.spend_classes
+    per_month = sequences.monthly_features(
+        ctx.spark, ctx.tables.read("monthly_spend"), account, ctx.tables.read("personality"),
+        classes, months).persist()
+    seqs = sequences.build_sequences(per_month, cfg, ctx.cfg.seed, as_of)
+    version = ctx.tables.overwrite("sequences", seqs)
+    stats = sequences.feature_stats(per_month, ctx.tables.read("sequences", version=version),
+                                    sequences.feature_names(classes))
+    ctx.tables.overwrite("feature_stats", stats.withColumn("sequences_version", F.lit(version)))
+    per_month.unpersist()
+    return {"as_of": str(as_of), "sequences_version": ctx.tables.version("sequences")}

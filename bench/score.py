@@ -33,7 +33,7 @@ from microseg.spark import get_spark
 
 T, F_ = 24, 84
 SIZES = {"small": 20_000, "full": 100_000}
-SPEC = {"kind": "lstm", "n_features": F_, "hidden": 32, "layers": 1, "dropout": 0.0, "n_targets": 5}
+SPEC = {"kind": "lstm", "n_features": F_, "months": T, "hidden": 32, "layers": 1, "objective": "next"}
 
 
 class NoCompute(torch.nn.Module):

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 
 from microseg.config import TrainConfig, load_config
-from microseg.model import data
+from microseg.model import data, objectives
 from microseg.model.launch import run_training
-from microseg.model.train import TrainJob, aligned, masked_mse
-from microseg.model.networks import build_model
+from microseg.model.networks import batch_of, build_model
+from microseg.model.train import TrainJob
 from microseg.spark import get_spark
 
 T, F = 24, 84                     # 24 months x (27 classes x 3 + 3 account features)
@@ -56,8 +56,7 @@ def plain_loop(x, y, mask, spec: dict, epochs: int, batch: int = 64) -> float:
         perm = torch.randperm(len(x))
         for s in range(steps):
             idx = perm[s * batch:(s + 1) * batch]
-            pred, yy, mm = aligned(model, model(xt[idx]), yt[idx], mt[idx])
-            loss = masked_mse(pred, yy, mm)
+            loss, _ = objectives.loss(model, batch_of(xt[idx], yt[idx], mt[idx]))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -69,9 +68,9 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
     spark = get_spark(load_config("local"))
     x, y, mask = _dataset(n)
     rows = [(f"C{i}", x[i].ravel().tolist(), y[i].ravel().tolist(), mask[i].tolist()) for i in range(n)]
-    df = spark.createDataFrame(rows, "customer_id string, features array<float>, targets array<float>, "
-                                     "target_mask array<float>")
-    spec = {"kind": "lstm", "n_features": F, "hidden": 32, "layers": 1, "dropout": 0.0, "n_targets": 5}
+    df = spark.createDataFrame(rows, "customer_id string, features array<float>, traits array<float>, "
+                                     "trait_mask array<float>")
+    spec = {"kind": "lstm", "n_features": F, "months": T, "hidden": 32, "objective": "next"}
     figures: dict[str, tuple[float, str]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         conv = data.make_converter(df, tmp, 8)       # materialised once, outside the timing

@@ -1,69 +1,132 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.metrics import r2_score
 
-from microseg.model.networks import LSTMEncoder
-from microseg.model.networks import FeedForwardEncoder
-from microseg.model.train import R2Accumulator, aligned, masked_mse
+from microseg.model import objectives
+from microseg.model.batch import left_align, valid_span
+from microseg.model.networks import FeedForwardEncoder, LSTMEncoder, batch_of, build_model
+from microseg.model.shape import trajectory_shape
 
-
-def test_encoder_accepts_any_length_and_scales_inside():
-    m = LSTMEncoder(n_features=3, hidden=4)
-    assert m(torch.zeros(2, 5, 3)).shape == (2, 5, 5)
-    assert m.embed(torch.zeros(2, 9, 3)).shape == (2, 4)
-    x = torch.randn(2, 4, 3)
-    m.set_scaling([1.0, 2.0, 3.0], [2.0, 2.0, 2.0])
-    shifted = LSTMEncoder(n_features=3, hidden=4)
-    shifted.load_state_dict({**m.state_dict(), "mean": torch.zeros(3), "std": torch.ones(3)})
-    torch.testing.assert_close(m.embed(x), shifted.embed((x - torch.tensor([1.0, 2, 3])) / 2))
+C = 2                       # classes: features are [log spend C][share C][log count C][3 account]
+F = 3 * C + 3
 
 
-def test_masked_mse_ignores_masked_cells():
-    pred = torch.zeros(1, 3, 5)
-    y = torch.ones(1, 3, 5)
-    y[0, 2] = 100.0                      # masked: must not count
-    mask = torch.tensor([[1.0, 1.0, 0.0]])
-    assert masked_mse(pred, y, mask).item() == pytest.approx(1.0)
+def spec(**kw):
+    return {"kind": "lstm", "n_features": F, "hidden": 4, "months": 6, "objective": "next", **kw}
 
 
-def test_r2_accumulator_matches_sklearn_over_batches():
-    rng = np.random.default_rng(0)
-    y = rng.normal(size=(40, 6, 5))
-    p = y + rng.normal(scale=0.5, size=y.shape)
-    mask = (rng.random((40, 6)) > 0.3).astype(float)
-    acc = R2Accumulator()
-    for s in (slice(0, 15), slice(15, 40)):
-        acc.add(torch.tensor(p[s]), torch.tensor(y[s]), torch.tensor(mask[s]))
-    m = mask.astype(bool)
-    expected = r2_score(y[m], p[m], multioutput="raw_values")
-    np.testing.assert_allclose(acc.r2(), expected, rtol=1e-10)
+def months(active: list[list[int]], seed: int = 0) -> torch.Tensor:
+    """Random non-zero features on active months, zeros elsewhere."""
+    a = torch.tensor(active, dtype=torch.float32)
+    return (torch.rand(*a.shape, F, generator=torch.Generator().manual_seed(seed)) + 0.1) * a.unsqueeze(-1)
 
 
-
-
-def test_feedforward_aggregates_the_window_and_targets_its_mean():
-    m = FeedForwardEncoder(n_features=3, hidden=4, layers=2)
-    x = torch.randn(2, 6, 3)
-    assert m(x).shape == (2, 5) and m.embed(x).shape == (2, 4)
-    # the order of months does not matter to a window aggregate
-    torch.testing.assert_close(m.embed(x), m.embed(x.flip(1)))
-    y = torch.zeros(2, 6, 5)
-    y[0, :2] = 1.0
-    y[0, 2:] = 7.0                      # masked out below
-    mask = torch.zeros(2, 6)
-    mask[0, :2] = 1.0
-    pred, target, cell_mask = aligned(m, m(x), y, mask)
-    assert pred.shape == target.shape == (2, 1, 5)
-    assert target[0, 0].tolist() == [1.0] * 5 and cell_mask.tolist() == [[1.0], [0.0]]
-
-
-def test_lstm_embedding_can_carry_the_cell_state():
+def test_padding_before_and_after_the_history_changes_nothing():
     torch.manual_seed(0)
-    plain = LSTMEncoder(n_features=3, hidden=4)
-    with_cell = LSTMEncoder(n_features=3, hidden=4, embed_cell=True)
-    with_cell.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 5, 3)
-    both = with_cell.embed(x)
-    assert both.shape == (2, 8)
-    torch.testing.assert_close(both[:, :4], plain.embed(x))
+    for embedding in ("last", "last_cell", "pooled"):
+        m = LSTMEncoder(spec(embedding=embedding))
+        core = months([[1, 1, 1]])
+        padded = torch.zeros(1, 8, F)
+        padded[0, 2:5] = core[0]                       # two months before, three after: padding
+        torch.testing.assert_close(m.embed(padded), m.embed(core))
+        gap = torch.zeros(1, 5, F)
+        gap[0, [0, 2, 4]] = core[0]                    # inactive months inside the history count
+        assert not torch.allclose(m.embed(gap), m.embed(core))
+
+
+def test_left_align_moves_the_valid_span_to_the_front():
+    active = torch.tensor([[0., 1., 0., 1., 0.], [0., 0., 0., 0., 0.]])
+    assert valid_span(active).tolist() == [[0, 1, 1, 1, 0], [0, 0, 0, 0, 1]]
+    x = torch.arange(10.).reshape(2, 5, 1)
+    b = left_align(x, torch.zeros(2, 5, 5), active, active)
+    assert b.lengths.tolist() == [3, 1]
+    assert b.x[0, :, 0].tolist() == [1.0, 2.0, 3.0, 0.0, 0.0]
+    assert b.valid[1].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_scaling_lives_inside_the_model():
+    m = LSTMEncoder(spec())
+    x = months([[1, 1, 1, 1]])
+    mean, std = torch.rand(F) + 0.5, torch.rand(F) + 0.5
+    m.set_scaling(mean, std)
+    plain = LSTMEncoder(spec())
+    plain.load_state_dict({**m.state_dict(), "mean": torch.zeros(F), "std": torch.ones(F)})
+    torch.testing.assert_close(m.scale(x), plain.scale((x - mean) / std))
+    assert set(m.state_dict()) >= {"mean", "std"}
+
+
+def test_embedding_options_and_any_length():
+    x = months([[1] * 9, [0, 0, 1, 1, 1, 1, 1, 1, 1]])
+    widths = {e: LSTMEncoder(spec(embedding=e)).embed(x).shape for e in ("last", "last_cell", "pooled")}
+    assert widths == {"last": (2, 4), "last_cell": (2, 8), "pooled": (2, 8)}
+
+
+def test_objectives_resolve_presets_sums_and_mappings():
+    assert objectives.resolve("multi_horizon") == {f"{k}@{h}": 1.0 for k in ("traits", "shares") for h in (1, 3, 6)}
+    assert objectives.resolve("next+next") == {"traits@1": 2.0}
+    assert objectives.resolve({"shape": 2, "traits@12": 0.5}) == {"shape": 2.0, "traits@12": 0.5}
+    for bad in ("nope", {"shares": 1.0}, {"shape": -1.0}, {}):
+        with pytest.raises(ValueError, match="model.objective"):
+            objectives.resolve(bad)
+
+
+def test_forecast_targets_look_ahead_within_the_history_only():
+    traits = torch.arange(4.).view(1, 4, 1).expand(1, 4, 5).clone()
+    x = months([[1, 1, 1, 0]])                       # month 3 is trailing padding
+    b = batch_of(x, traits, torch.ones(1, 4))
+    y, mask = objectives.targets("traits@1", b, torch.zeros(1, 4, C))
+    assert y[0, :, 0].tolist() == [1.0, 2.0, 0.0, 0.0]     # month 2 has no next month in the history
+    assert mask[0].tolist() == [1.0, 1.0, 0.0, 0.0]
+    y0, mask0 = objectives.targets("traits@0", b, torch.zeros(1, 4, C))
+    assert mask0[0].tolist() == [1.0, 1.0, 1.0, 0.0]
+
+
+def test_part_loss_is_scale_free_and_ignores_masked_cells():
+    torch.manual_seed(1)
+    y = torch.randn(8, 6, 3)
+    pred = y + 0.5 * torch.randn_like(y)
+    mask = (torch.rand(8, 6) > 0.3).float()
+    base = objectives.part_loss(pred, y, mask)
+    torch.testing.assert_close(objectives.part_loss(100 * pred, 100 * y, mask), base)
+    spoiled = pred.clone()
+    spoiled[mask == 0] = 1e6
+    torch.testing.assert_close(objectives.part_loss(spoiled, y, mask), base)
+    assert objectives.part_loss(y, y, mask).item() == 0.0
+
+
+@pytest.mark.parametrize("objective", ["current", "next", "multi_horizon", "reconstruct", "shape",
+                                       "multi_horizon+reconstruct+shape"])
+def test_every_objective_trains_its_loss_down(objective):
+    torch.manual_seed(0)
+    x = months([[1] * 6] * 32, seed=3)
+    x[..., C:2 * C] = torch.softmax(x[..., C:2 * C] * 3, dim=-1)       # shares sum to 1
+    traits = x[..., C:2 * C] @ torch.randn(C, 5)
+    b = batch_of(x, traits, torch.ones(32, 6))
+    m = LSTMEncoder(spec(objective=objective, hidden=8))
+    opt = torch.optim.Adam(m.parameters(), lr=0.02)
+    first = objectives.loss(m, b)[0].item()
+    for _ in range(60):
+        opt.zero_grad()
+        objectives.loss(m, b)[0].backward()
+        opt.step()
+    assert objectives.loss(m, b)[0].item() < 0.7 * first
+
+
+def test_feedforward_takes_customer_level_parts_only_and_ignores_month_order():
+    m = FeedForwardEncoder({"n_features": F, "hidden": 4, "layers": 2, "months": 6, "objective": "window_traits"})
+    x = months([[1] * 6, [0, 1, 1, 1, 1, 1]])
+    torch.testing.assert_close(m.embed(x[:1]), m.embed(x[:1].flip(1)))
+    assert m(batch_of(x))["window_traits"].shape == (2, 5)
+    with pytest.raises(ValueError, match="per-month states"):
+        build_model({"kind": "feedforward", "n_features": F, "months": 6, "objective": "next"})
+
+
+def test_shape_reads_trend_season_and_level_of_each_class():
+    t = torch.arange(12.)
+    shares = torch.stack([t / 12, torch.sin(2 * np.pi * (t - 11) / 6)], dim=-1).unsqueeze(0)
+    f = trajectory_shape(shares, torch.ones(1, 12)).view(8, 2)      # parts x classes
+    mean, vol, trend, sin6, cos6, sin12, cos12, level = f
+    assert trend[0].item() == pytest.approx(1.0, abs=1e-5)           # +1/12 a month = +1 a year
+    assert level[0].item() == pytest.approx(8 / 12, abs=1e-5)             # mean of months 8-11 minus 0-3
+    assert abs(sin6[1].item()) == pytest.approx(1.0, abs=1e-5) and abs(cos6[1].item()) < 1e-5
+    assert abs(sin6[0].item()) < abs(sin6[1].item())

@@ -14,13 +14,13 @@ T, F, N = 4, 3, 512
 
 @pytest.fixture(scope="module")
 def converters(spark, tmp_path_factory):
-    """A learnable task: each month's 5 targets are a fixed linear map of its features."""
+    """A learnable task: each month's 5 trait scores are a fixed linear map of its features."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(N, T, F)).astype("float32")
     y = (x @ rng.normal(size=(F, 5)) / 2).astype("float32")
     rows = [(f"C{i}", x[i].ravel().tolist(), y[i].ravel().tolist(), [1.0] * T) for i in range(N)]
-    df = spark.createDataFrame(rows, "customer_id string, features array<float>, targets array<float>, "
-                                     "target_mask array<float>")
+    df = spark.createDataFrame(rows, "customer_id string, features array<float>, traits array<float>, "
+                                     "trait_mask array<float>")
     cache = tmp_path_factory.mktemp("petastorm")
     train, val = data.make_converter(df, cache, 4), data.make_converter(df.limit(128), cache, 2)
     yield train, val
@@ -30,7 +30,8 @@ def converters(spark, tmp_path_factory):
 
 def _job(converters, world=1, kind="lstm", **kw):
     train, val = converters
-    spec = {"kind": kind, "n_features": F, "hidden": 16, "layers": 1, "dropout": 0.0, "n_targets": 5}
+    spec = {"kind": kind, "n_features": F, "hidden": 16, "months": T,
+            "objective": "current" if kind == "lstm" else "window_traits"}
     batch = 64 // world                         # the same global batch whatever the world size
     params = dict(train_data=train, val_data=val, spec=spec, scaling=([0.0] * F, [1.0] * F), months=T,
                   epochs=4, batch_size=batch, learning_rate=0.02, steps=data.steps_per_epoch(N, batch, world),

@@ -14,11 +14,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-import torch
 from petastorm.pytorch import BatchedDataLoader
 from pyspark.sql import DataFrame
 
-COLUMNS = ["features", "targets", "target_mask"]
+from microseg.model.batch import Batch
+from microseg.model.networks import batch_of
+
+COLUMNS = ["features", "traits", "trait_mask"]
 
 logging.getLogger("petastorm").setLevel(logging.ERROR)
 
@@ -46,13 +48,12 @@ def steps_per_epoch(rows: int, batch_size: int, world: int = 1) -> int:
     return max(1, math.ceil(rows / (batch_size * world)))
 
 
-def to_tensors(batch: dict, months: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Flat arrays -> x [B, T, F], y [B, T, 5], mask [B, T]."""
-    mask = batch["target_mask"].float()
+def to_batch(batch: dict, months: int) -> Batch:
+    """Flat arrays -> a left-aligned :class:`Batch` (x [B, T, F], traits [B, T, 5], masks)."""
+    mask = batch["trait_mask"].float()
     b = mask.shape[0]
-    x = batch["features"].float().reshape(b, months, -1)
-    y = batch["targets"].float().reshape(b, months, -1)
-    return x, y, mask
+    return batch_of(batch["features"].float().reshape(b, months, -1),
+                    batch["traits"].float().reshape(b, months, -1), mask)
 
 
 def prefetch(make_iter, depth: int = 4) -> Iterator:

@@ -1,97 +1,151 @@
-"""The personality models. Inputs are raw features; scaling lives inside as buffers,
-so a saved state_dict is the whole model and needs no side files."""
+"""The encoders. Inputs are raw features [B, T, F]; scaling lives inside as buffers, so a
+saved state_dict is the whole model and needs no side files.
+
+An encoder turns a customer's months into per-month states and one customer vector (its
+``embedding`` reducer); the heads of its objective (``model.objectives``) read from those.
+Padding is ignored: months before a customer's first and after their last active month
+are cut off (``model.batch``) and the LSTM runs over packed sequences.
+"""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from microseg.model import objectives
+from microseg.model.batch import Batch, left_align
+
+N_TRAITS = 5
+N_ACCOUNT = 3     # log income, log outflow, signed log balance after the per-class blocks
 
 
-class _Scaled(nn.Module):
-    """Feature scaling as buffers: fitted statistics travel inside the state_dict."""
+def activity(x: torch.Tensor) -> torch.Tensor:
+    """[B, T] 1 where a month has any transaction (any feature non-zero), as in gold.sequences."""
+    return (x != 0).any(dim=-1).float()
 
-    def __init__(self, n_features: int):
+
+def batch_of(x: torch.Tensor, traits: torch.Tensor | None = None, trait_mask: torch.Tensor | None = None) -> Batch:
+    """A left-aligned batch from raw features (traits optional: not needed to embed)."""
+    traits = traits if traits is not None else x.new_zeros(*x.shape[:2], N_TRAITS)
+    trait_mask = trait_mask if trait_mask is not None else x.new_zeros(x.shape[:2])
+    return left_align(x, traits, trait_mask, activity(x))
+
+
+class _Encoder(nn.Module):
+    """Scaling buffers, the objective's heads, and ``embed`` on raw [B, T, F] features."""
+
+    def __init__(self, spec: dict, step_width: int, embed_width: int):
         super().__init__()
+        self.spec = spec
+        n_features = spec["n_features"]
+        self.n_classes = (n_features - N_ACCOUNT) // 3
+        self.objective = objectives.resolve(spec["objective"])
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
+        self.heads = nn.ModuleDict({
+            part.replace("@", "_"): nn.Linear(step_width if objectives.is_step_part(part) else embed_width,
+                                              objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"]))
+            for part in self.objective})
 
     def set_scaling(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
         self.std.copy_(torch.as_tensor(std, dtype=torch.float32))
 
-    def _scale(self, x: torch.Tensor) -> torch.Tensor:
+    def scale(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
+    def scaled_shares(self, x: torch.Tensor) -> torch.Tensor:
+        """The scaled class-share block [B, T, C] of raw features (zero where padded)."""
+        c = self.n_classes
+        pad = (x != 0).any(dim=-1, keepdim=True).float()
+        return self.scale(x)[..., c:2 * c] * pad
 
-class LSTMEncoder(_Scaled):
-    """Monthly sequence in, 5 trait scores per month out (many-to-many).
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
 
-    ``embed`` returns the last hidden state of the top layer (the customer's features),
-    with the last cell state appended when ``embed_cell`` is set.
+    def forward(self, batch: Batch) -> dict[str, torch.Tensor]:
+        steps, emb = self.encode(batch)
+        return {part: self.heads[part.replace("@", "_")](steps if objectives.is_step_part(part) else emb)
+                for part in self.objective}
 
-    >>> m = LSTMEncoder(n_features=4, hidden=8)
-    >>> m(torch.zeros(2, 6, 4)).shape, m.embed(torch.zeros(2, 6, 4)).shape
-    (torch.Size([2, 6, 5]), torch.Size([2, 8]))
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The customer vectors of raw features [B, T, F] (any T)."""
+        return self.encode(batch_of(x))[1]
+
+
+class LSTMEncoder(_Encoder):
+    """An LSTM over each customer's valid months; the customer vector is the last hidden
+    state (``embedding: last``), with the last cell state (``last_cell``), or with the mean
+    hidden state over the valid months (``pooled``).
+
+    >>> m = LSTMEncoder({"n_features": 9, "hidden": 8, "objective": "next+shape", "months": 6})
+    >>> b = batch_of(torch.rand(2, 6, 9))
+    >>> m.embed(torch.rand(2, 6, 9)).shape, {k: v.shape[-1] for k, v in m(b).items()}
+    (torch.Size([2, 8]), {'traits@1': 5, 'shape': 16})
     """
 
     sequence_output = True
 
-    def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
-                 n_targets: int = 5, kind: str = "lstm", embed_cell: bool = False):
-        super().__init__(n_features)
-        self.spec = {"kind": "lstm", "n_features": n_features, "hidden": hidden, "layers": layers,
-                     "dropout": dropout, "n_targets": n_targets, "embed_cell": embed_cell}
-        self.lstm = nn.LSTM(n_features, hidden, num_layers=layers, batch_first=True,
-                            dropout=dropout if layers > 1 else 0.0)
-        self.head = nn.Linear(hidden, n_targets)
+    def __init__(self, spec: dict):
+        spec = {"kind": "lstm", "hidden": 32, "layers": 1, "dropout": 0.0, "embedding": "last", **spec}
+        hidden = spec["hidden"]
+        super().__init__(spec, hidden, hidden * (1 if spec["embedding"] == "last" else 2))
+        self.lstm = nn.LSTM(spec["n_features"], hidden, num_layers=spec["layers"], batch_first=True,
+                            dropout=spec["dropout"] if spec["layers"] > 1 else 0.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out, _ = self.lstm(self._scale(x))
-        return self.head(out)
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        packed = pack_padded_sequence(self.scale(batch.x) * batch.valid.unsqueeze(-1), batch.lengths.cpu(),
+                                      batch_first=True, enforce_sorted=False)
+        out, (h, c) = self.lstm(packed)
+        steps, _ = pad_packed_sequence(out, batch_first=True, total_length=batch.x.shape[1])
+        last = h[-1]
+        if self.spec["embedding"] == "last_cell":
+            return steps, torch.cat([last, c[-1]], dim=-1)
+        if self.spec["embedding"] == "pooled":
+            pooled = steps.sum(1) / batch.lengths.unsqueeze(-1).to(steps.dtype)
+            return steps, torch.cat([last, pooled], dim=-1)
+        return steps, last
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        _, (h, c) = self.lstm(self._scale(x))
-        return torch.cat([h[-1], c[-1]], dim=-1) if self.spec["embed_cell"] else h[-1]
 
+class FeedForwardEncoder(_Encoder):
+    """The window's aggregated features in (mean and standard deviation over the valid
+    months), ``layers`` hidden layers; the customer vector is the last hidden layer's
+    activations. Only customer-level objective parts apply (no per-month states).
 
-class FeedForwardEncoder(_Scaled):
-    """The window's aggregated features in (mean and standard deviation over the months),
-    the window's mean trait scores out; ``embed`` is the last hidden layer's activations.
-
-    >>> m = FeedForwardEncoder(n_features=4, hidden=8)
-    >>> m(torch.zeros(2, 6, 4)).shape, m.embed(torch.zeros(2, 6, 4)).shape
-    (torch.Size([2, 5]), torch.Size([2, 8]))
+    >>> m = FeedForwardEncoder({"n_features": 9, "hidden": 8, "objective": "window_traits", "months": 6})
+    >>> m.embed(torch.rand(2, 6, 9)).shape
+    torch.Size([2, 8])
     """
 
     sequence_output = False
 
-    def __init__(self, n_features: int, hidden: int = 32, layers: int = 1, dropout: float = 0.0,
-                 n_targets: int = 5, kind: str = "feedforward", embed_cell: bool = False):
-        super().__init__(n_features)
-        self.spec = {"kind": "feedforward", "n_features": n_features, "hidden": hidden, "layers": layers,
-                     "dropout": dropout, "n_targets": n_targets}
-        blocks, width = [], 2 * n_features
-        for i in range(layers):                     # ``layers`` hidden layers of ``hidden`` units
-            if i and dropout:
-                blocks.append(nn.Dropout(dropout))
-            blocks += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
+    def __init__(self, spec: dict):
+        spec = {"kind": "feedforward", "hidden": 32, "layers": 1, "dropout": 0.0, **spec}
+        steps = [p for p in objectives.resolve(spec["objective"]) if objectives.is_step_part(p)]
+        if steps:
+            raise ValueError(f"the feed-forward encoder has no per-month states for {steps}; "
+                             "use customer-level parts (window_traits, shape, reconstruct)")
+        super().__init__(spec, spec["hidden"], spec["hidden"])
+        blocks, width = [], 2 * spec["n_features"]
+        for i in range(spec["layers"]):
+            if i and spec["dropout"]:
+                blocks.append(nn.Dropout(spec["dropout"]))
+            blocks += [nn.Linear(width, spec["hidden"]), nn.ReLU()]
+            width = spec["hidden"]
         self.body = nn.Sequential(*blocks)
-        self.head = nn.Linear(hidden, n_targets)
 
-    def _aggregate(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._scale(x)
-        return torch.cat([x.mean(dim=1), x.std(dim=1, unbiased=False)], dim=-1)
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.body(self._aggregate(x))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.embed(x))
+    def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        v = batch.valid.unsqueeze(-1)
+        n = v.sum(1).clamp(min=1.0)
+        x = self.scale(batch.x) * v
+        mean = x.sum(1) / n
+        std = (((x - mean.unsqueeze(1)) * v) ** 2).sum(1).div(n).sqrt()
+        return x, self.body(torch.cat([mean, std], dim=-1))
 
 
 MODELS = {"lstm": LSTMEncoder, "feedforward": FeedForwardEncoder}
 
 
-def build_model(spec: dict) -> nn.Module:
-    return MODELS[spec.get("kind", "lstm")](**spec)
+def build_model(spec: dict) -> _Encoder:
+    return MODELS[spec.get("kind", "lstm")](spec)

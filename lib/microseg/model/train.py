@@ -19,10 +19,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from microseg.model import data
+from microseg.model import data, objectives
 from microseg.model.comm import LocalComm
 from microseg.model.networks import build_model
-from microseg.taxonomy import TRAITS
 
 FAULT_ENV = "MICROSEG_FAULT"   # "rank:step" raises there (fault-injection for tests and the harness)
 
@@ -68,60 +67,20 @@ class TrainResult:
         return min(scored, key=lambda h: h["val_loss"]) if scored else self.final
 
 
-def masked_mse(pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean squared error over the (sequence, month) cells where ``mask`` is 1."""
-    se = ((pred - y) ** 2).mean(dim=-1) * mask
-    return se.sum() / mask.sum().clamp(min=1.0)
-
-
-def aligned(model: nn.Module, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor):
-    """(pred, target, mask) as [B, T', 5] / [B, T']: per month for sequence models, the
-    window's mean trait scores (over months with a target) for the feed-forward model."""
-    if model.sequence_output:
-        return pred, y, mask
-    weight = mask.unsqueeze(-1)
-    target = (y * weight).sum(1) / weight.sum(1).clamp(min=1.0)
-    return pred.unsqueeze(1), target.unsqueeze(1), (mask.sum(1) > 0).float().unsqueeze(1)
-
-
-class R2Accumulator:
-    """Streaming R^2 per trait over masked cells (no arrays kept)."""
-
-    def __init__(self, n: int = len(TRAITS)):
-        self.count = 0.0
-        self.sum_y = np.zeros(n)
-        self.sum_y2 = np.zeros(n)
-        self.sse = np.zeros(n)
-
-    def add(self, pred: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> None:
-        m = mask.bool()
-        p, t = pred[m].double().numpy(), y[m].double().numpy()
-        self.count += len(t)
-        self.sum_y += t.sum(0)
-        self.sum_y2 += (t**2).sum(0)
-        self.sse += ((p - t) ** 2).sum(0)
-
-    def r2(self) -> np.ndarray:
-        if self.count == 0:
-            return np.full(len(self.sse), np.nan)
-        sst = self.sum_y2 - self.sum_y**2 / self.count
-        return 1.0 - self.sse / np.where(sst > 0, sst, np.nan)
-
-
 def evaluate(model: nn.Module, batches, months: int) -> dict:
+    """The objective's loss and each part's on ``batches``, weighted by batch size."""
     model.eval()
-    acc, loss_sum, cells = R2Accumulator(), 0.0, 0.0
+    sums: dict[str, float] = {}
+    rows = 0
     with torch.no_grad():
-        for batch in batches:
-            x, y, mask = data.to_tensors(batch, months)
-            pred, y, mask = aligned(model, model(x), y, mask)
-            n = float(mask.sum())
-            loss_sum += float(masked_mse(pred, y, mask)) * n
-            cells += n
-            acc.add(pred, y, mask)
-    out = {"val_loss": loss_sum / cells if cells else float("nan")}
-    out.update({f"val_r2_{t}": float(v) for t, v in zip(TRAITS, acc.r2())})
-    return out
+        for raw in batches:
+            batch = data.to_batch(raw, months)
+            total, parts = objectives.loss(model, batch)
+            n = len(batch.x)
+            for key, value in {"val_loss": float(total), **{f"val_loss_{p}": v for p, v in parts.items()}}.items():
+                sums[key] = sums.get(key, 0.0) + value * n
+            rows += n
+    return {k: v / rows for k, v in sums.items()} if rows else {"val_loss": float("nan")}
 
 
 def state_bytes(model: nn.Module) -> bytes:
@@ -200,14 +159,12 @@ def train(job: TrainJob, comm=None) -> TrainResult:
                                         comm.rank, comm.world)
         for step, batch in enumerate(batches):
             _maybe_fault(comm.rank, (epoch - 1) * job.steps + step)
-            x, y, mask = data.to_tensors(batch, job.months)
-            pred, y, mask = aligned(model, net(x), y, mask)
-            loss = masked_mse(pred, y, mask)
+            loss, _ = objectives.loss(model, data.to_batch(batch, job.months), net)
             opt.zero_grad()
             loss.backward()
             opt.step()
             loss_sum += loss.item()
-            rows += len(x)
+            rows += len(batch["trait_mask"])
         per_rank = comm.gather_objects(rows)
         if min(per_rank) == 0:
             raise RuntimeError(f"epoch {epoch}: a rank read no rows (rows per rank: {per_rank}); "

@@ -20,7 +20,7 @@ from microseg.config import Settings
 from microseg.prep import personality, sequences
 from microseg.spark import get_spark
 from microseg.tables import Tables
-from microseg.taxonomy import TRAITS, Taxonomy, load_taxonomy
+from microseg.taxonomy import Taxonomy, load_taxonomy
 
 log = logging.getLogger("microseg")
 
@@ -69,10 +69,14 @@ def feature_scaling(ctx: Context, seq_version: int) -> tuple[list[float], list[f
     return stats["mean"].tolist(), stats["std"].tolist()
 
 
-def encoder_spec(mcfg, n_features: int, kind: str | None = None) -> dict:
-    """The network spec of ``model`` (``kind`` overrides ``model.kind``) for ``n_features`` inputs."""
-    return {"kind": kind or mcfg.kind, "n_features": n_features, "hidden": mcfg.hidden, "layers": mcfg.layers,
-            "dropout": mcfg.dropout, "n_targets": len(TRAITS), "embed_cell": mcfg.embed_cell}
+def encoder_spec(mcfg, n_features: int, months: int, kind: str | None = None) -> dict:
+    """The network spec of ``model`` (``kind`` overrides ``model.kind``) for ``n_features``
+    inputs over ``months``; the feed-forward encoder learns the window's mean traits (the
+    paper's comparison network), the LSTM ``model.objective``."""
+    kind = kind or mcfg.kind
+    return {"kind": kind, "n_features": n_features, "months": months, "hidden": mcfg.hidden,
+            "layers": mcfg.layers, "dropout": mcfg.dropout, "embedding": mcfg.embedding,
+            "objective": mcfg.objective if kind == "lstm" else "window_traits"}
 
 
 def variant_key(key: str, features: str) -> str:
@@ -81,7 +85,7 @@ def variant_key(key: str, features: str) -> str:
     return key if features == "lstm" else f"{key}@{features}"
 
 
-def latestlatest_as_of(ctx: Context, key: str = "sequences") -> dt.date:
+def latest_as_of(ctx: Context, key: str = "sequences") -> dt.date:
     return ctx.tables.read(key).agg(F.max("as_of")).head()[0]
 
 

@@ -20,7 +20,7 @@ def train_stage(ctx: Context) -> dict:
 
     import mlflow
 
-    from microseg.model import data
+    from microseg.model import data, objectives
     from microseg.model.launch import run_training
     from microseg.model.train import TrainJob
 
@@ -40,9 +40,9 @@ def train_stage(ctx: Context) -> dict:
     parts = max(cfg.spark.shuffle_partitions, world)
     train_conv = data.make_converter(train_df, cache, parts)
     val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
-    spec = encoder_spec(mcfg, len(scaling[0]))
-    run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed,
-                                         cfg.sequences.target]).encode()).hexdigest()[:16]
+    spec = encoder_spec(mcfg, len(scaling[0]), cfg.sequences.window_months)
+    run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed]).encode()
+                             ).hexdigest()[:16]
     checkpoints = Path(cfg.data_path(cfg.train.checkpoint_dir)) / run_key
 
     tracking.setup(cfg)
@@ -64,7 +64,7 @@ def train_stage(ctx: Context) -> dict:
                             "best_val_loss": result.best.get("val_loss", result.best["train_loss"])})
         model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
                       "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
-                      "target": cfg.sequences.target}
+                      "objective": objectives.resolve(spec["objective"])}
         example = [0.0] * (months * len(scaling[0]))
         name = registered_name(cfg)
         version = tracking.log_encoder(result.state_dict, model_spec, example, name)

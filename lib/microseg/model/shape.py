@@ -1,0 +1,50 @@
+"""The long-run shape of monthly class shares: per class, the window mean, volatility,
+trend, 6- and 12-month seasonal projections and the change of level between the first and
+last third of the history.
+
+One function serves twice: as the ``shape`` objective's target (the encoder learns to carry
+the trajectory's shape in its hidden state) and as the evaluation's hand-made temporal
+reference features (what a person would compute instead of training anything).
+Months are left-aligned (``model.batch``); the seasonal phase is measured back from each
+customer's last valid month.
+
+>>> s = torch.tensor([[[0.], [1.], [2.], [3.]]])          # one customer, one class, a trend
+>>> f = trajectory_shape(s, torch.ones(1, 4))
+>>> [round(v, 3) + 0.0 for v in f[0].tolist()]            # mean, vol, trend/yr, 4 seasonal, level
+[1.5, 1.118, 12.0, 0.0, 1.75, 0.842, 0.842, 2.5]
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+PARTS = ("mean", "volatility", "trend", "sin6", "cos6", "sin12", "cos12", "level_change")
+
+
+def shape_names(classes: list[str]) -> list[str]:
+    return [f"{part}__{c}" for part in PARTS for c in classes]
+
+
+def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """[B, T, C] shares over [B, T] left-aligned valid months -> [B, len(PARTS) * C]."""
+    v = valid.unsqueeze(-1)
+    n = v.sum(dim=1).clamp(min=1.0)                                   # [B, 1]
+    mean = (shares * v).sum(dim=1) / n
+    dev = (shares - mean.unsqueeze(1)) * v
+    vol = (dev.pow(2).sum(dim=1) / n).sqrt()
+    p = torch.arange(shares.shape[1], dtype=shares.dtype, device=shares.device).view(1, -1, 1)
+    p_mean = (p * v).sum(dim=1, keepdim=True) / n.unsqueeze(1)
+    pc = (p - p_mean) * v
+    trend = 12.0 * (pc * dev).sum(dim=1) / pc.pow(2).sum(dim=1).clamp(min=1e-6)   # per year
+    back = p - (n.unsqueeze(1) - 1.0)                                  # 0 at the last month, <0 before
+    seasonal = []
+    for period in (6.0, 12.0):
+        angle = 2 * math.pi * back / period
+        seasonal += [2.0 * (torch.sin(angle) * dev).sum(dim=1) / n, 2.0 * (torch.cos(angle) * dev).sum(dim=1) / n]
+    first = (p < n.unsqueeze(1) / 3.0).to(shares.dtype) * v
+    last = (p >= 2.0 * n.unsqueeze(1) / 3.0).to(shares.dtype) * v
+    level = ((shares * last).sum(dim=1) / last.sum(dim=1).clamp(min=1.0)
+             - (shares * first).sum(dim=1) / first.sum(dim=1).clamp(min=1.0))
+    return torch.cat([mean, vol, trend, *seasonal, level], dim=-1)

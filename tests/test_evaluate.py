@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats as scipy_stats
 
 from microseg.evaluate import downstream, metrics, surrogate, targets
+from microseg.evaluate.e2e import lstm_predictor
 from microseg.evaluate.evaluation import check_claims
 from microseg.evaluate.result import Evaluation
 from microseg.model.train import masked_mse
@@ -36,27 +38,11 @@ def test_random_labels_score_near_zero():
     assert np.isnan(metrics.cluster_quality(x, np.zeros(len(x)), seed=0)["silhouette"])
 
 
-def test_random_classifier_is_near_half_auc_and_perfect_is_one():
+def test_random_scores_are_near_half_auc_and_base_rate_pr_auc():
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, 2000)
-    value, low, high = metrics.bootstrap_ci(metrics.roc_auc, y, rng.random(2000), n=200, seed=0)
-    assert abs(value - 0.5) < 0.05 and low < 0.5 < high
-    assert metrics.bootstrap_ci(metrics.roc_auc, y, y.astype(float), n=50, seed=0) == (1.0, 1.0, 1.0)
-    pr = metrics.pr_auc(y, rng.random(2000))
-    assert abs(pr - y.mean()) < 0.05                                    # PR AUC of chance = base rate
-
-
-def test_bootstrap_interval_brackets_the_value_and_narrows_with_more_rows():
-    rng = np.random.default_rng(0)
-
-    def width(n):
-        y = rng.integers(0, 2, n)
-        score = y + rng.normal(0, 1.0, n)
-        value, low, high = metrics.bootstrap_ci(metrics.roc_auc, y, score, n=200, seed=1)
-        assert low <= value <= high
-        return high - low
-
-    assert width(4000) < width(200)
+    assert abs(metrics.roc_auc(y, rng.random(2000)) - 0.5) < 0.05 and metrics.roc_auc(y, y.astype(float)) == 1.0
+    assert abs(metrics.pr_auc(y, rng.random(2000)) - y.mean()) < 0.05     # PR AUC of chance = base rate
 
 
 def test_macro_f1_of_perfect_and_constant_predictions():
@@ -69,31 +55,99 @@ def customers(n=600, seed=0):
     rng = np.random.default_rng(seed)
     signal = rng.normal(size=n)
     return pd.DataFrame({
-        "split": np.where(np.arange(n) % 4 == 0, "test", "train"),
         "loan_default": np.where(np.arange(n) % 3 == 0, np.nan, (signal > 0.8).astype(float)),
         "liquidity_class": np.digitize(signal, [-0.8, 0.0, 0.8]).astype(float),
     }), signal
 
 
-def test_downstream_ranks_an_informative_model_above_noise():
-    frame, signal = customers()
+def test_cv_folds_are_stratified_and_the_same_for_every_model():
+    frame, _ = customers()
+    seen = {"a": [], "b": []}
+
+    def recorder(name):
+        def predict(x_train, y_train, x_test):
+            seen[name].append(x_test[:, 0].astype(int))                 # inputs are the row numbers
+            return np.full((len(x_test), int(y_train.max()) + 1), 0.5)
+        return predict
+
+    rows = np.arange(len(frame), dtype=float)[:, None]
+    scores, skipped = downstream.cross_validate(frame, {m: (rows, recorder(m)) for m in seen}, folds=5, repeats=2,
+                                                seed=0)
+    assert skipped.empty and len(scores) == 2 * (2 + 1) * 10            # models x metrics x splits
+    assert all((a == b).all() for a, b in zip(seen["a"], seen["b"]))    # same test rows, same order
+    default = seen["a"][:10]                                            # the default task's splits come first
+    label = frame["loan_default"]
+    for repeat in (default[:5], default[5:]):                           # each repeat partitions the labelled
+        assert np.array_equal(np.sort(np.concatenate(repeat)), np.flatnonzero(label.notna()))
+    positives = [int(label.iloc[t].sum()) for t in default]
+    assert max(positives) - min(positives) <= 1                         # stratified
+    assert not np.array_equal(np.sort(default[0]), np.sort(default[5]))   # repeats reshuffle
+    assert set(scores["n_positive"].dropna()) == {int(label.sum())}
+
+
+def test_noise_is_worse_than_signal_and_signal_lifts_noise():
+    frame, signal = customers(n=300)
     noise = np.random.default_rng(5).normal(size=(len(frame), 3))
-    predict = downstream.tabular_predictor(seed=0)
-    out = downstream.compare(frame, {"informative": (signal[:, None], predict), "noise": (noise, predict)},
-                             n_boot=50, seed=0)
-    got = out.set_index(["model", "task", "metric"])["value"]
-    assert got["informative", "default", "roc_auc"] > 0.95
-    assert abs(got["noise", "default", "roc_auc"] - 0.5) < 0.15
-    assert got["informative", "liquidity", "macro_f1"] > 0.85 > got["noise", "liquidity", "macro_f1"]
-    labelled = frame["loan_default"].notna() & (frame["split"] == "test")
-    assert set(out.loc[out.task == "default", "n_test"]) == {int(labelled.sum())}   # held-out, labelled rows only
+    predict = downstream.tabular_predictor(seed=0, max_iter=10)
+    models = {"signal": (signal[:, None], predict), "noise": (noise, predict),
+              "noise + signal": (downstream.joined(noise, signal), predict)}
+    scores, _ = downstream.cross_validate(frame, models, folds=5, repeats=2, seed=0)
+    mean = downstream.summary(scores).set_index(["model", "task", "metric"])["mean"]
+    assert mean["signal", "default", "roc_auc"] > 0.95 and abs(mean["noise", "default", "roc_auc"] - 0.5) < 0.15
+    vs_signal = downstream.paired(scores, "signal").set_index(["model", "task", "metric"])
+    for task, metric in (("default", "roc_auc"), ("default", "pr_auc"), ("liquidity", "macro_f1")):
+        assert vs_signal.loc[("noise", task, metric), "diff_high"] < 0
+        assert not vs_signal.loc[("noise", task, metric), "held"]
+    lift = downstream.paired(scores, "noise").set_index(["model", "task", "metric"])
+    assert lift.loc[("noise + signal", "default", "roc_auc"), "diff_low"] > 0          # the lift is real
+    assert lift.loc[("noise + signal", "default", "roc_auc"), "held"]
 
 
-def test_downstream_skips_a_task_without_two_classes():
+def test_identical_feature_sets_differ_by_exactly_zero_and_hold():
+    frame, signal = customers(n=300)
+    predict = downstream.tabular_predictor(seed=0, max_iter=10)
+    scores, _ = downstream.cross_validate(frame, {"a": (signal[:, None], predict), "b": (signal[:, None], predict)},
+                                          folds=3, repeats=2, seed=1)
+    got = downstream.paired(scores, "a")
+    assert set(got["model"]) == {"b"} and len(got) == 3 and (got["splits"] == 6).all()
+    assert (got[["mean_diff", "diff_low", "diff_high"]] == 0).all().all() and got["held"].all()
+
+
+def test_corrected_interval_widens_the_plain_t_interval():
+    diffs = np.array([0.02, -0.01, 0.03, 0.00, 0.01, 0.04])
+    mean, low, high = downstream.corrected_interval(diffs, test_train_ratio=0.0)
+    assert (low, high) == pytest.approx(scipy_stats.t.interval(0.95, 5, loc=diffs.mean(), scale=scipy_stats.sem(diffs)))
+    _, wide_low, wide_high = downstream.corrected_interval(diffs, test_train_ratio=0.25)
+    assert wide_high - wide_low == pytest.approx((high - low) * np.sqrt(1 + 6 * 0.25))
+
+
+def test_verdict_needs_zero_or_better_inside_a_narrow_enough_interval():
+    assert downstream.verdict(-0.02, 0.03)["held"]                      # includes 0, lower end above -0.05
+    assert downstream.verdict(0.01, 0.04)["held"]                       # favours the model
+    assert not downstream.verdict(-0.06, -0.01)["held"]                 # reference better
+    assert not downstream.verdict(-0.20, 0.10)["held"]                  # includes 0 but uselessly wide
+    assert downstream.verdict(-0.20, 0.10, margin=0.25)["held"]
+
+
+def test_bespoke_lstm_learns_a_label_per_fold_from_sequences():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(240, 6, 9)).astype(np.float32)
+    y = (x[:, -1, 0] > 0).astype(float)                                 # the label is in the last month
+    frame = pd.DataFrame({"loan_default": y, "liquidity_class": np.nan})
+    predict = lstm_predictor(([0.0] * 9, [1.0] * 9), hidden=8, epochs=10, seed=0, batch_size=32, learning_rate=0.05)
+    scores, skipped = downstream.cross_validate(frame, {"lstm": (x, predict)}, folds=2, repeats=1, seed=0)
+    assert list(skipped["task"]) == ["liquidity"]                       # no liquidity labels at all
+    assert (scores.loc[scores["metric"] == "roc_auc", "value"] > 0.9).all()
+
+
+def test_a_task_without_enough_labels_per_class_is_skipped():
     frame, signal = customers()
     frame["loan_default"] = 0.0
-    out = downstream.compare(frame, {"m": (signal[:, None], downstream.tabular_predictor(0))}, n_boot=10, seed=0)
-    assert set(out["task"]) == {"liquidity"}
+    frame.loc[:2, "liquidity_class"] = 9.0                              # a class of 3 customers, 5 folds
+    scores, skipped = downstream.cross_validate(frame, {"m": (signal[:, None], downstream.tabular_predictor(0, 5))},
+                                                folds=5, repeats=1, seed=0)
+    assert scores.empty and list(skipped["task"]) == ["default", "liquidity"]
+    assert "1 class" in skipped["reason"].iloc[0] and "3 customers" in skipped["reason"].iloc[1]
 
 
 def test_linear_surrogate_recovers_a_linear_hidden_state_and_its_driver():

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 from sklearn.metrics import (
     adjusted_rand_score,
@@ -56,21 +54,3 @@ def roc_auc(y: np.ndarray, score: np.ndarray) -> float:
 def pr_auc(y: np.ndarray, score: np.ndarray) -> float:
     return float(average_precision_score(y, score))
 
-
-def bootstrap_ci(metric: Callable[[np.ndarray, np.ndarray], float], y: np.ndarray, pred: np.ndarray,
-                 n: int, seed: int, level: float = 0.95) -> tuple[float, float, float]:
-    """(value, low, high): the metric on all rows and the percentile interval over ``n``
-    resamples of the rows; resamples where the metric is undefined (one class) are skipped."""
-    value = metric(y, pred)
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if len(np.unique(y[idx])) < len(np.unique(y)):
-            continue
-        draws.append(metric(y[idx], pred[idx]))
-    if not draws:
-        return value, float("nan"), float("nan")
-    alpha = (1 - level) / 2
-    low, high = np.quantile(draws, [alpha, 1 - alpha])
-    return value, float(low), float(high)

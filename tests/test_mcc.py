@@ -9,7 +9,9 @@ from microseg.sources.mcc import load_mcc_table, mcc_class
 from microseg.taxonomy import load_taxonomy
 
 SHIPPED = "conf/mcc.yaml"
-CLASSES = [c.name for c in load_taxonomy("conf/taxonomy.yaml").classes]
+TAXONOMY = load_taxonomy("conf/taxonomy.yaml")
+CLASSES = [c.name for c in TAXONOMY.classes]
+INCOME = TAXONOMY.income_classes
 
 
 @pytest.fixture(scope="module")
@@ -58,10 +60,31 @@ def test_spark_agrees_with_class_of_and_nulls_garbage(spark, table):
     assert got == ["pets", "groceries", table.class_of(9999), None, None, None]
 
 
-def _write(tmp_path, ranges):
+def test_a_credit_is_classed_by_direction_not_by_its_code(spark, table):
+    assert table.class_of(6012) == "loan_repayment" and table.credit_class in INCOME
+    rows = [("6012", 2500.0, table.credit_class),   # a salary booked under "financial institutions"
+            ("6012", -300.0, "loan_repayment"),     # a repayment: money out
+            ("5411", 4.5, table.credit_class),      # a refund is money in, not groceries spend
+            ("5411", -4.5, "groceries"),
+            ("5411", 0.0, "groceries"),
+            ("5411", None, "groceries"),            # unparsable amount: the code decides
+            ("abc", 2500.0, None)]                  # a bad code stays unknown, whatever the sign
+    df = spark.createDataFrame(rows, "mcc string, amount double, expected string")
+    got = df.select("expected", mcc_class(F.col("mcc"), table, F.col("amount")).alias("got")).collect()
+    assert [r.got for r in got] == [r.expected for r in got]
+
+
+def _write(tmp_path, ranges, credit_class="transfer_in"):
     path = tmp_path / "mcc.yaml"
-    path.write_text(yaml.safe_dump([dict(zip(("from", "to", "class"), r)) for r in ranges]))
+    path.write_text(yaml.safe_dump({"credit_class": credit_class,
+                                    "ranges": [dict(zip(("from", "to", "class"), r)) for r in ranges]}))
     return path
+
+
+def test_unknown_credit_class_fails(tmp_path):
+    path = _write(tmp_path, [(0, 9999, "groceries")], credit_class="windfall")
+    with pytest.raises(ConfigError, match="unknown credit_class 'windfall'"):
+        load_mcc_table(path, CLASSES)
 
 
 @pytest.mark.parametrize("ranges, message", [

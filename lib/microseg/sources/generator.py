@@ -1,19 +1,21 @@
 """A synthetic bank with planted ground truth, generated in parallel by Spark.
 
-Customers fall into ``coarse_groups`` groups that differ in *what* they buy (a class mix),
-and within each group into micro-segments that differ in *how their spending moves over
-time* while their window totals stay alike:
+Customers fall into ``coarse_groups`` groups that differ in *what* they buy: a base class
+mix per group. Within a group, micro-segments differ only in *how* that spending moves over
+time; their window-mean mix stays the group's base mix. Each micro-segment has parameters
+fixed by the seed: a pair of the group's larger classes (a, b) and a behaviour, and every
+month its mix is ``base + w_t * A * (e_a - e_b)`` with ``A = 0.8 * min(base[a], base[b])``:
 
-- ``steady``: the group's blended mix every month;
-- ``drifting``: moves from the group's base mix to its alternative mix (or back);
-- ``seasonal``: swings between the two mixes with a 6-month period;
-- ``regime``: switches from one mix to the other at a month in the middle third.
+- micro 0 ``steady``: w = 0;
+- micro 1.. cycle through ``drifting`` (w from -1 to +1 over the months), ``seasonal``
+  (w = sin(2 pi calendar_month / 6 + phase), phase fixed per micro-segment) and ``regime``
+  (w = -1 before a switch month in the middle third, drawn per customer, +1 after).
 
 On top of that: a salary day per customer, rent and utility bills, seasonality (December
 and summer), lognormal amounts per class, late joiners (short histories) and life events
 (an income change at a random month). Output: CSV files per month in the landing folder
-(the canonical layout, read through ``conf/sources/generated.yaml``), a loan book, and the
-ground truth in its own table, which the pipeline never reads.
+(the canonical layout, read through ``conf/sources/generated.yaml``), a loan book with each
+loan's grant date, and the ground truth in its own table, which the pipeline never reads.
 
 Each customer is generated from ``numpy.random.default_rng([seed, customer_index, k])``,
 so the output does not depend on partitioning. Loan default is drawn from the latent state.
@@ -21,7 +23,9 @@ so the output does not depend on partitioning. Loan default is drawn from the la
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -40,6 +44,8 @@ from microseg.config import GeneratorConfig
 from microseg.taxonomy import Taxonomy
 
 DYNAMICS = ("steady", "drifting", "seasonal", "regime")
+AMPLITUDE = 0.8      # a micro-segment moves this share of min(base[a], base[b]) between a and b
+LOAN_MARGIN = 6      # months of history before a loan is granted, and observed after it
 
 RAW_SCHEMA = StructType(
     [
@@ -62,6 +68,7 @@ TRUTH_SCHEMA = StructType(
         StructField("first_month", IntegerType(), False),
         StructField("monthly_income", DoubleType(), False),
         StructField("loan_default", IntegerType(), False),
+        StructField("loan_date", DateType(), True),
     ]
 )
 
@@ -89,28 +96,81 @@ def customer_id(index: int) -> str:
     return f"C{index:08d}"
 
 
-def group_mixes(n_groups: int, n_classes: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per group a base and an alternative class mix (rows sum to 1), fixed by the seed."""
-    rng = np.random.default_rng([seed, 7_777])
-    base = rng.dirichlet(np.full(n_classes, 0.35), size=n_groups)
-    alt = rng.dirichlet(np.full(n_classes, 0.35), size=n_groups)
-    return base, alt
+def group_mixes(n_groups: int, n_classes: int, seed: int) -> np.ndarray:
+    """Per group a base class mix (rows sum to 1), fixed by the seed."""
+    return np.random.default_rng([seed, 7_777]).dirichlet(np.full(n_classes, 0.35), size=n_groups)
 
 
-def mix_weights(dynamics: str, months: int, rng: np.random.Generator) -> np.ndarray:
-    """Weight of the alternative mix per month, in [0, 1]; its window mean is about 0.5."""
-    t = np.arange(months) / max(months - 1, 1)
-    if dynamics == "steady":
-        w = np.full(months, 0.5)
-    elif dynamics == "drifting":
-        w = t if rng.random() < 0.5 else 1 - t
-    elif dynamics == "seasonal":
-        w = 0.5 + 0.5 * np.sin(2 * np.pi * np.arange(months) / 6 + rng.uniform(0, 2 * np.pi))
-    else:
-        switch = rng.integers(months // 3, max(2 * months // 3, months // 3 + 1))
-        w = (np.arange(months) >= switch).astype(float)
-        w = w if rng.random() < 0.5 else 1 - w
-    return w
+def micro_dynamics(micro: int) -> tuple[str, int]:
+    """Dynamics and variant index of micro-segment ``micro`` within its group."""
+    if micro == 0:
+        return "steady", 0
+    return DYNAMICS[1 + (micro - 1) % 3], (micro - 1) // 3
+
+
+@dataclass(frozen=True)
+class MicroPlan:
+    """A micro-segment's fixed behaviour: mass moves from class b to class a as w rises."""
+
+    dynamics: str
+    a: int
+    b: int
+    amplitude: float
+    phase: float
+
+
+def micro_plans(base: np.ndarray, micro_per_group: int, seed: int, top: int = 4) -> list[list[MicroPlan]]:
+    """Per group and micro-segment its plan, fixed by the seed. Variants of one dynamics take
+    distinct pairs of the group's ``top`` largest classes (then the same pairs reversed)."""
+    plans = []
+    for g, mix in enumerate(base):
+        large = np.argsort(-mix, kind="stable")[:top]
+        pairs = [(int(a), int(b)) for i, a in enumerate(large) for b in large[i + 1:]]
+        row = []
+        for m in range(micro_per_group):
+            dynamics, v = micro_dynamics(m)
+            rng = np.random.default_rng([seed, 8_888, g, DYNAMICS.index(dynamics)])
+            order, flips = rng.permutation(len(pairs)), rng.random(len(pairs)) < 0.5
+            phases = rng.uniform(0, 2 * np.pi, size=micro_per_group)
+            k = order[v % len(pairs)]
+            a, b = pairs[k][::-1] if flips[k] != (v // len(pairs)) % 2 else pairs[k]
+            amplitude = 0.0 if dynamics == "steady" else AMPLITUDE * min(mix[a], mix[b])
+            row.append(MicroPlan(dynamics, a, b, float(amplitude), float(phases[v])))
+        plans.append(row)
+    return plans
+
+
+def mix_weights(plan: MicroPlan, calendar: np.ndarray, switch: int) -> np.ndarray:
+    """w_t in [-1, 1] per generated month (``calendar``: month of the year, 0-11)."""
+    months = len(calendar)
+    if plan.dynamics == "drifting":
+        return np.linspace(-1.0, 1.0, months)
+    if plan.dynamics == "seasonal":
+        return np.sin(2 * np.pi * calendar / 6 + plan.phase)
+    if plan.dynamics == "regime":
+        return np.where(np.arange(months) < switch, -1.0, 1.0)
+    return np.zeros(months)
+
+
+def monthly_mix(base: np.ndarray, plan: MicroPlan, w: np.ndarray) -> np.ndarray:
+    """Class mix per month: ``base + w_t * A * (e_a - e_b)`` (rows sum to 1, all >= 0)."""
+    move = np.zeros_like(base)
+    move[plan.a] += plan.amplitude
+    move[plan.b] -= plan.amplitude
+    return base[None, :] + w[:, None] * move[None, :]
+
+
+def loan_month(first: int, months: int, rng: np.random.Generator) -> int | None:
+    """The month a loan is granted, leaving ``LOAN_MARGIN`` months of history before it and
+    after it; None where the customer's history is too short for both."""
+    low, high = max(first + LOAN_MARGIN, months // 3), months - LOAN_MARGIN - 1
+    return int(rng.integers(low, high + 1)) if low <= high else None
+
+
+def month_start(start_month: str, k: int) -> dt.date:
+    """The first day of generated month ``k`` (0 = ``start_month``, "YYYY-MM")."""
+    year, month = divmod(int(start_month[:4]) * 12 + int(start_month[5:7]) - 1 + k, 12)
+    return dt.date(year, month + 1, 1)
 
 
 def latent_state(index: int, cfg: GeneratorConfig, seed: int) -> dict:
@@ -118,13 +178,13 @@ def latent_state(index: int, cfg: GeneratorConfig, seed: int) -> dict:
     rng = np.random.default_rng([seed, index, 0])
     group = int(rng.integers(cfg.coarse_groups))
     micro = int(rng.integers(cfg.micro_per_group))
-    dynamics = DYNAMICS[micro]
+    dynamics, _ = micro_dynamics(micro)
     # 15% join late: short histories, some shorter than a training window's minimum.
     first = int(rng.integers(1, cfg.months - 1)) if rng.random() < 0.15 else 0
     income = float(rng.lognormal(np.log(3000), 0.4))
     spend_ratio = float(rng.uniform(0.6, 1.0))
     buffer = float(rng.uniform(0.2, 3.0))  # opening balance in months of income
-    weights = mix_weights(dynamics, cfg.months, rng)
+    switch = int(rng.integers(cfg.months // 3, max(2 * cfg.months // 3, cfg.months // 3 + 1)))
     salary_day = int(rng.integers(1, 29))
     rent_share = float(rng.uniform(0.15, 0.35))
     # Life event for 10%: from a random month on, income changes by -50%..+50%.
@@ -133,12 +193,14 @@ def latent_state(index: int, cfg: GeneratorConfig, seed: int) -> dict:
     # Default risk rises with volatile dynamics, a high spend ratio and a thin buffer.
     logit = (-3.0 + 2.5 * (spend_ratio - 0.8) / 0.2 - 0.8 * np.log(buffer + 0.1)
              + (0.9 if dynamics in ("seasonal", "regime") else 0.0))
+    granted = loan_month(first, cfg.months, np.random.default_rng([seed, index, 2]))
     return {
         "customer_id": customer_id(index), "coarse_group": group,
         "micro_segment": group * cfg.micro_per_group + micro, "dynamics": dynamics,
         "first_month": first, "monthly_income": round(income, 2),
         "loan_default": int(rng.random() < 1 / (1 + np.exp(-logit))),
-        "_spend_ratio": spend_ratio, "_buffer": buffer, "_weights": weights,
+        "loan_date": None if granted is None else month_start(cfg.start_month, granted),
+        "_micro": micro, "_spend_ratio": spend_ratio, "_buffer": buffer, "_switch": switch,
         "_salary_day": salary_day, "_rent_share": rent_share,
         "_event_month": event_month, "_event_factor": event_factor,
     }
@@ -147,24 +209,60 @@ def latent_state(index: int, cfg: GeneratorConfig, seed: int) -> dict:
 SEASON = np.array([0.95, 0.9, 1.0, 1.0, 1.0, 1.05, 1.15, 1.15, 1.0, 1.0, 1.05, 1.3])  # Jan..Dec
 
 
-def customer_transactions(
-    index: int, state: dict, cfg: GeneratorConfig, seed: int, spend_classes: list[str],
-    income_class: str, base: np.ndarray, alt: np.ndarray, class_size: np.ndarray,
-    month_starts: np.ndarray,
-) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Bank:
+    """What all customers share: classes, group mixes, micro-segment plans, the calendar."""
+
+    spend_classes: list[str]
+    income_class: str
+    base: np.ndarray           # group x spend class
+    plans: list[list[MicroPlan]]
+    class_size: np.ndarray     # typical amount per spend class
+    month_starts: np.ndarray   # datetime64[D] per generated month
+
+    @property
+    def calendar(self) -> np.ndarray:
+        return self.month_starts.astype("datetime64[M]").astype(int) % 12
+
+
+def make_bank(cfg: GeneratorConfig, seed: int, taxonomy: Taxonomy) -> Bank:
+    """The shared part of the synthetic bank, fixed by the seed."""
+    spend = taxonomy.spend_classes
+    missing = {"mortgage_rent", "utilities"} - set(spend)
+    if missing:
+        raise ValueError(f"the generator books rent and bills to {sorted(missing)}: add them to the taxonomy")
+    base = group_mixes(cfg.coarse_groups, len(spend), seed)
+    return Bank(
+        spend_classes=spend,
+        income_class=taxonomy.income_classes[0] if taxonomy.income_classes else "income",
+        base=base,
+        plans=micro_plans(base, cfg.micro_per_group, seed),
+        class_size=np.random.default_rng([seed, 9_999]).lognormal(3.5, 0.8, size=len(spend)),
+        month_starts=np.array(pd.date_range(f"{cfg.start_month}-01", periods=cfg.months, freq="MS").values,
+                              dtype="datetime64[D]"),
+    )
+
+
+def customer_mix(state: dict, bank: Bank) -> np.ndarray:
+    """The customer's class mix per generated month (months x spend classes)."""
+    group = state["coarse_group"]
+    plan = bank.plans[group][state["_micro"]]
+    return monthly_mix(bank.base[group], plan, mix_weights(plan, bank.calendar, state["_switch"]))
+
+
+def customer_transactions(index: int, state: dict, cfg: GeneratorConfig, seed: int, bank: Bank) -> pd.DataFrame:
     """One customer's transactions (salary, bills, card spend), with running balance."""
     rng = np.random.default_rng([seed, index, 1])
-    first, group = state["first_month"], state["coarse_group"]
+    first, spend_classes = state["first_month"], bank.spend_classes
     month_idx = np.arange(first, cfg.months)
     income = state["monthly_income"] * np.where(month_idx >= state["_event_month"], state["_event_factor"], 1.0)
-    calendar = month_starts[month_idx].astype("datetime64[M]").astype(int) % 12
-    w = state["_weights"][first:]
-    mix = (1 - w)[:, None] * base[group] + w[:, None] * alt[group]
+    calendar = bank.calendar[month_idx]
+    mix = customer_mix(state, bank)[first:]
     counts = rng.poisson(cfg.tx_per_month * SEASON[calendar])
     tx_month = np.repeat(month_idx, counts)
     cum = np.cumsum(mix, axis=1)[tx_month - first]
     cls = np.minimum((rng.random(len(tx_month))[:, None] > cum).sum(axis=1), len(spend_classes) - 1)
-    raw = class_size[cls] * rng.lognormal(0.0, 0.5, size=len(cls))
+    raw = bank.class_size[cls] * rng.lognormal(0.0, 0.5, size=len(cls))
     # Card spend per month: spend_ratio * income * season (totals alike across dynamics).
     budget = state["_spend_ratio"] * income * SEASON[calendar] * (1 - state["_rent_share"] - 0.05)
     month_total = np.bincount(tx_month - first, weights=raw, minlength=len(month_idx))
@@ -178,10 +276,10 @@ def customer_transactions(
     days = np.concatenate([np.full(n, state["_salary_day"] - 1), np.zeros(n, dtype=int),
                            np.full(n, 14), rng.integers(0, 28, size=len(tx_month))])
     amounts = np.concatenate([pay, rent, bills, spend])
-    classes = np.concatenate([np.full(n, income_class, dtype=object), np.full(n, "mortgage_rent", dtype=object),
+    classes = np.concatenate([np.full(n, bank.income_class, dtype=object), np.full(n, "mortgage_rent", dtype=object),
                               np.full(n, "utilities", dtype=object), np.asarray(spend_classes, dtype=object)[cls]])
     order = np.lexsort((days, months))
-    booking = month_starts[months[order]] + days[order].astype("timedelta64[D]")
+    booking = bank.month_starts[months[order]] + days[order].astype("timedelta64[D]")
     cid = state["customer_id"]
     return pd.DataFrame({
         "customer_id": cid,
@@ -195,16 +293,7 @@ def customer_transactions(
 
 
 def _generator_fn(cfg: GeneratorConfig, seed: int, taxonomy: Taxonomy, want: str):
-    spend = taxonomy.spend_classes
-    missing = {"mortgage_rent", "utilities"} - set(spend)
-    if missing:
-        raise ValueError(f"the generator books rent and bills to {sorted(missing)}: add them to the taxonomy")
-    income_class = taxonomy.income_classes[0] if taxonomy.income_classes else "income"
-    base, alt = group_mixes(cfg.coarse_groups, len(spend), seed)
-    class_size = np.random.default_rng([seed, 9_999]).lognormal(3.5, 0.8, size=len(spend))
-    month_starts = np.array(
-        pd.date_range(f"{cfg.start_month}-01", periods=cfg.months, freq="MS").values,
-        dtype="datetime64[D]")
+    bank = make_bank(cfg, seed, taxonomy)
 
     def fn(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
@@ -212,9 +301,7 @@ def _generator_fn(cfg: GeneratorConfig, seed: int, taxonomy: Taxonomy, want: str
             if want == "truth":
                 yield pd.DataFrame(states, columns=TRUTH_SCHEMA.fieldNames())
                 continue
-            frames = [customer_transactions(i, s, cfg, seed, spend, income_class, base, alt,
-                                            class_size, month_starts)
-                      for i, s in zip(batch["id"].tolist(), states)]
+            frames = [customer_transactions(i, s, cfg, seed, bank) for i, s in zip(batch["id"].tolist(), states)]
             if frames:
                 yield pd.concat(frames, ignore_index=True)
 
@@ -231,13 +318,15 @@ def generate(spark: SparkSession, cfg: GeneratorConfig, seed: int,
 
 
 def loan_book(truth: DataFrame, seed: int, share: float = 0.6) -> DataFrame:
-    """A loan for ``share`` of customers; status B/D (default) or A/C, from the latent state."""
+    """A loan for ``share`` of the customers with a grant month (``loan_date``, yyyy-MM-dd);
+    status B/D (default) or A/C, from the latent state."""
     u = F.pmod(F.xxhash64("customer_id", F.lit(seed), F.lit("loan")), F.lit(1000)) / 1000.0
     running = F.pmod(F.xxhash64("customer_id", F.lit(seed), F.lit("running")), F.lit(2)) == 0
     status = (F.when(F.col("loan_default") == 1, F.when(running, "D").otherwise("B"))
               .otherwise(F.when(running, "C").otherwise("A")))
-    return truth.where(u < share).select(
-        "customer_id", F.concat(F.lit("L"), F.col("customer_id")).alias("loan_id"), status.alias("loan_status"))
+    return truth.where((u < share) & F.col("loan_date").isNotNull()).select(
+        "customer_id", F.concat(F.lit("L"), F.col("customer_id")).alias("loan_id"), status.alias("loan_status"),
+        F.date_format("loan_date", "yyyy-MM-dd").alias("loan_date"))
 
 
 def spoil(tx: DataFrame, rates: dict[str, float], seed: int) -> DataFrame:

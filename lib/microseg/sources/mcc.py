@@ -1,8 +1,10 @@
 """Merchant Category Codes (MCC, ISO 18245) to transaction classes, validated at load.
 
 ``conf/mcc.yaml`` lists ranges ``{from, to, class, label}`` that together cover every code
-0000-9999 exactly once. :func:`load_mcc_table` checks that and that every class exists;
-:func:`mcc_class` applies the table to a Spark column with a plain expression (no UDF).
+0000-9999 exactly once, and a ``credit_class``: an MCC names the merchant of a purchase, so a
+credit (money in, e.g. a salary booked under 6012) takes that inflow class whatever its code.
+:func:`load_mcc_table` checks the ranges and that every class exists; :func:`mcc_class`
+applies the table to Spark columns with a plain expression (no UDF).
 """
 
 from __future__ import annotations
@@ -41,9 +43,11 @@ class MccRange(BaseModel):
 
 
 class MccTable(BaseModel):
-    """Ranges sorted by code, covering 0000-9999 with no gaps and no overlaps."""
+    """Ranges sorted by code, covering 0000-9999 with no gaps and no overlaps, and the class
+    of credits."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    credit_class: str
     ranges: tuple[MccRange, ...]
 
     @field_validator("ranges")
@@ -89,13 +93,15 @@ def load_mcc_table(path: str | Path, class_names: Collection[str]) -> MccTable:
         raise ConfigError(f"MCC table {path} does not exist")
     try:
         # BaseLoader keeps scalars as text, so 0742 stays decimal (safe_load reads it as octal).
-        table = MccTable.model_validate({"ranges": yaml.load(path.read_text(), Loader=yaml.BaseLoader)})
+        table = MccTable.model_validate(yaml.load(path.read_text(), Loader=yaml.BaseLoader))
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     except ValidationError as err:
         raise ConfigError(f"{path}: {'; '.join(_describe(e) for e in err.errors())}") from None
     unknown = [f"range {r.span} has unknown class {r.txn_class!r}"
                for r in table.ranges if r.txn_class not in class_names]
+    if table.credit_class not in class_names:
+        unknown.append(f"unknown credit_class {table.credit_class!r}")
     if unknown:
         raise ConfigError(f"{path}: {'; '.join(unknown)} (classes are listed in the taxonomy)")
     return table
@@ -113,11 +119,16 @@ def mcc_code(col: Column) -> Column:
     return F.when(text.rlike(r"^[0-9]{1,4}$"), text.cast("int"))
 
 
-def mcc_class(col: Column, table: MccTable) -> Column:
-    """The class of an MCC column (string or int), null where the code is not 0..9999."""
+def mcc_class(col: Column, table: MccTable, amount: Column | None = None) -> Column:
+    """The class of an MCC column (string or int), null where the code is not 0..9999.
+    With ``amount`` (signed, credits > 0), a credit with a valid code is the credit class."""
     by_code = table.by_code()
     names = {name: F.lit(name) for name in set(by_code)}   # one literal per class, reused
     # A literal array indexed by code: one O(1) lookup per row (a CASE WHEN chain over the
     # ranges re-parses the code in every branch and is 5-20x slower). `get` and not
     # `element_at`: on Spark 4.0.5 codegen, element_at(literal array, null) gives the LAST item.
-    return F.get(F.array(*[names[name] for name in by_code]), mcc_code(col))
+    code = mcc_code(col)
+    by_merchant = F.get(F.array(*[names[name] for name in by_code]), code)
+    if amount is None:
+        return by_merchant
+    return F.when(code.isNotNull() & (amount > 0), F.lit(table.credit_class)).otherwise(by_merchant)

@@ -255,7 +255,7 @@ def canonical(df: DataFrame, mapping: FileMapping, mcc_table=None) -> DataFrame:
     elif mapping.category_codes == "mcc":
         from microseg.sources.mcc import mcc_class
 
-        category = mcc_class(code, mcc_table)
+        category = mcc_class(code, mcc_table, amount)   # credits by direction, not by their code
     else:
         category = code
     raw_row = F.coalesce(F.col(CORRUPT), F.to_json(F.struct(*[F.col(f"`{c}`") for c in source_cols]),

@@ -1,14 +1,15 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # 09 Segment
-# MAGIC Fit micro-segments (k by silhouette unless set) and coarse segments above them, store the
-# MAGIC centroids with the model version, assign everyone (`gold.segment_centroids`, `gold.segments`,
-# MAGIC `gold.segment_profiles`).
+# MAGIC Fit coarse segments, then micro-segments inside each (k by silhouette unless set), store
+# MAGIC both levels' centroids with the model version, assign everyone and flag a degenerate result
+# MAGIC (`gold.segment_centroids`, `gold.segments`, `gold.segment_profiles`).
 # MAGIC
 # MAGIC Widgets: `env`, `conf`, `overrides` (`key=value; ...`), and one per setting:
 # MAGIC - `kind`: `model.kind`
 # MAGIC - `features`: `segment.features`
-# MAGIC - `k`: `segment.k`
+# MAGIC - `coarse_k`: `segment.coarse_k`
+# MAGIC - `k`: `segment.k` (micro-segments per coarse segment)
 # MAGIC
 # MAGIC Locally: `python notebooks/09_segment.py` runs it on the embedded default.
 
@@ -25,7 +26,8 @@ from microseg import notebook  # noqa: E402
 
 # COMMAND ----------
 
-cfg = notebook.settings(kind="model.kind", features="segment.features", k="segment.k")
+cfg = notebook.settings(kind="model.kind", features="segment.features", coarse_k="segment.coarse_k",
+                        k="segment.k")
 
 # COMMAND ----------
 

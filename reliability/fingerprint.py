@@ -24,7 +24,7 @@ KEYS = {
     "sequences": ["customer_id"],
     "feature_stats": ["index"],
     "embeddings": ["customer_id", "as_of"],
-    "segment_centroids": ["model_version", "segment"],
+    "segment_centroids": ["model_version", "level", "segment"],
     "segments": ["customer_id", "as_of"],
     "segment_profiles": ["as_of", "segment"],
 }

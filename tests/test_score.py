@@ -1,7 +1,9 @@
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from microseg.config import SegmentConfig
 from microseg.model.networks import LSTMEncoder
 from microseg.model.train import state_bytes
 from microseg.score import segment
@@ -28,48 +30,120 @@ def test_udf_embeddings_equal_the_plain_model(spark):
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
 
 
-def test_assign_picks_the_nearest_centroid_and_its_coarse_segment(spark):
-    centroids = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
-    df = spark.createDataFrame(
-        [("a", [1.0, 1.0]), ("b", [9.0, 0.0]), ("c", [0.0, 13.0])],
-        "customer_id string, embedding array<float>",
-    ).selectExpr("*", "date'2024-03-01' as as_of", "'1' as model_version")
-    out = segment.assign(df, centroids, np.array([0, 1, 1]))
-    got = {r.customer_id: (r.segment, r.coarse_segment, r.distance) for r in out.collect()}
-    assert got["a"] == (0, 0, pytest.approx(np.sqrt(2)))
-    assert got["b"] == (1, 1, pytest.approx(1.0))
-    assert got["c"] == (2, 1, pytest.approx(3.0))
+def _frame(spark, points):
+    rows = [(f"C{i}", [float(v) for v in p]) for i, p in enumerate(points)]
+    return spark.createDataFrame(rows, "customer_id string, embedding array<float>").selectExpr(
+        "*", "date'2024-03-01' as as_of", "'1' as model_version")
 
 
-def _blobs(spark, centers, per=30, scale=0.5):
+def _labels(df):
+    return {r.customer_id: (r.coarse_segment, r.segment, r.distance) for r in df.collect()}
+
+
+def test_assign_takes_the_nearest_micro_centroid_inside_the_nearest_coarse_segment(spark):
+    seg = segment.Segmentation(coarse=np.array([[0.0, 0.0], [10.0, 0.0]]),
+                               micro=np.array([[0.0, 0.0], [2.0, 0.0], [6.0, 0.0], [10.0, 0.0]]),
+                               parent=np.array([0, 0, 1, 1]))
+    got = _labels(segment.assign(_frame(spark, [[4.9, 0.0], [1.0, 1.0], [9.0, 0.0]]), seg))
+    assert got["C0"] == (0, 1, pytest.approx(2.9))     # micro 2 at (6, 0) is nearer, but in coarse 1
+    assert got["C1"] == (0, 0, pytest.approx(np.sqrt(2)))
+    assert got["C2"] == (1, 3, pytest.approx(1.0))
+
+
+# three coarse blobs 100 apart, with 2, 3 and 4 sub-blobs 10 apart inside
+PLANTED = [[0, 0, 0, 0], [100, 0, 0, 0], [0, 100, 0, 0]]
+SUBS = [[[0, 0, 0, 0], [10, 0, 0, 0]],
+        [[0, 0, 0, 0], [10, 0, 0, 0], [5, 8.66, 0, 0]],
+        [[0, 0, 0, 0], [10, 0, 0, 0], [0, 10, 0, 0], [10, 10, 0, 0]]]
+
+
+def _two_levels(per=40):
     rng = np.random.default_rng(0)
-    rows = [(f"C{k}-{i}", (np.asarray(centers[k]) + rng.normal(scale=scale, size=len(centers[k]))).tolist())
-            for k in range(len(centers)) for i in range(per)]
-    return spark.createDataFrame(rows, "customer_id string, embedding array<float>")
+    points, coarse, micro = [], [], []
+    for c, (center, subs) in enumerate(zip(PLANTED, SUBS)):
+        for s in subs:
+            points += list(np.add(center, s) + rng.normal(scale=1.0, size=(per, 4)))
+            coarse += [c] * per
+            micro += [len(set(micro))] * per
+    return np.array(points), np.array(coarse), np.array(micro)
+
+
+def _seg_cfg(cfg, **update):
+    return cfg.segment.model_copy(update={"k": None, "coarse_k_grid": [2, 3, 4], "micro_k_grid": [2, 3, 4, 5],
+                                          **update})
+
+
+def test_fit_recovers_planted_coarse_and_micro_segments(spark, cfg):
+    from sklearn.metrics import adjusted_rand_score
+
+    points, coarse, micro = _two_levels()
+    df = _frame(spark, points)
+    seg = segment.fit(df, _seg_cfg(cfg), 1)
+    assert set(seg.coarse_curve) == {2, 3, 4} and max(seg.coarse_curve, key=seg.coarse_curve.get) == 3
+    assert sorted(seg.micro_k.values()) == [2, 3, 4] and len(seg.micro) == 9
+    got = _labels(segment.assign(df, seg))
+    order = [got[f"C{i}"] for i in range(len(points))]
+    assert adjusted_rand_score(coarse, [c for c, _, _ in order]) >= 0.9
+    assert adjusted_rand_score(micro, [m for _, m, _ in order]) >= 0.9
+    assert all(seg.parent[m] == c for c, m, _ in order)          # each micro id lies in its coarse segment
+    for c, k in seg.micro_k.items():                              # the chosen k has the best silhouette
+        assert seg.micro_curves[c][k] == max(seg.micro_curves[c].values()) > 0.25
+
+
+def test_stored_centroids_reproduce_the_fitted_segments(spark, cfg):
+    points, _, _ = _two_levels(per=20)
+    df = _frame(spark, points)
+    seg = segment.fit(df, _seg_cfg(cfg, k=2), 3)                   # fixed: two micro-segments per coarse one
+    table = segment.centroid_table(spark, seg, "1")
+    rows = table.collect()
+    assert sorted((r.level, r.segment, r.coarse_segment) for r in rows) == sorted(
+        [("coarse", c, c) for c in range(len(seg.coarse))]
+        + [("micro", m, int(p)) for m, p in enumerate(seg.parent)])
+    assert _labels(segment.assign(df, segment.stored(rows))) == _labels(segment.assign(df, seg))
+
+
+def _sizes(df):
+    return df.groupBy("segment", "coarse_segment").count().withColumnRenamed("count", "customers").toPandas()
+
+
+def test_one_huge_blob_and_two_outliers_is_flagged_degenerate(spark, cfg):
+    rng = np.random.default_rng(1)
+    points = np.vstack([rng.normal(size=(300, 4)), [[80, 80, 80, 80], [-80, 80, -80, 80]]])
+    df = _frame(spark, points)
+    seg_cfg = _seg_cfg(cfg)
+    flags = segment.degeneracy(_sizes(segment.assign(df, segment.fit(df, seg_cfg, 1))), seg_cfg)
+    assert flags["degenerate"] and flags["min_size"] == 5
+    assert flags["largest_share"] > 0.8 or flags["smallest_size"] < 5
+    assert "max_share" in flags["degenerate_reason"] or "min_size" in flags["degenerate_reason"]
+
+
+def test_degeneracy_names_the_level_and_segment():
+    seg_cfg = SegmentConfig(min_size=3, max_share=0.8)
+    sizes = pd.DataFrame({"segment": [0, 1, 2], "coarse_segment": [0, 0, 1], "customers": [50, 40, 2]})
+    flags = segment.degeneracy(sizes, seg_cfg)
+    assert flags == {"largest_share": pytest.approx(90 / 92), "smallest_size": 2, "min_size": 3, "degenerate": True,
+                     "degenerate_reason": "coarse segment 0 holds 98% of the customers (max_share 0.8); "
+                                          "coarse segment 1 has 2 customers (min_size 3); "
+                                          "micro segment 2 has 2 customers (min_size 3)"}
+    balanced = pd.DataFrame({"segment": [0, 1, 2], "coarse_segment": [0, 0, 1], "customers": [30, 30, 40]})
+    assert not segment.degeneracy(balanced, seg_cfg)["degenerate"]
+
+
+def test_constant_vectors_give_one_segment_and_say_why(spark, cfg):
+    df = _frame(spark, [[1.0, 2.0, 3.0]] * 50)
+    seg = segment.fit(df, _seg_cfg(cfg), 1)
+    assert len(seg.coarse) == len(seg.micro) == 1
+    assert seg.messages == ["coarse: 50 sampled vectors, 1 distinct: one segment",
+                            "coarse 0: 50 sampled vectors, 1 distinct: one segment"]
+    assert set(_labels(segment.assign(df, seg)).values()) == {(0, 0, 0.0)}
 
 
 @pytest.mark.parametrize("algorithm", ["kmeans", "bisecting_kmeans"])
-def test_fit_recovers_well_separated_blobs(spark, cfg, algorithm):
-    centers = np.array([[0, 0, 0], [20, 0, 0], [0, 20, 0]], dtype=float)
-    seg_cfg = cfg.segment.model_copy(update={"algorithm": algorithm})
-    fitted = segment.fit_centroids(_blobs(spark, centers), seg_cfg, 1, k=3)
-    dist = np.linalg.norm(centers[:, None, :] - fitted[None, :, :], axis=-1)
-    assert (dist.min(axis=1) < 1.0).all()      # every true center has a fitted centroid near it
-
-
-def test_silhouette_chooses_the_planted_number_of_segments(spark, cfg):
-    centers = [[0, 0], [30, 0], [0, 30], [30, 30], [60, 60]]
-    seg_cfg = cfg.segment.model_copy(update={"k_grid": [2, 3, 5, 8], "sample_rows": 10_000})
-    k, curve = segment.choose_k(_blobs(spark, centers, per=40), seg_cfg, 1)
-    assert k == 5 and set(curve) == {2, 3, 5, 8}
-    assert curve[5] > 0.8 and curve[5] == max(curve.values())
-
-
-def test_coarse_segments_group_nearby_micro_centroids():
-    micro = np.array([[0, 0], [1, 0], [0, 1], [50, 50], [51, 50]], dtype=float)
-    labels = segment.coarse_labels(micro, 2)
-    assert len(set(labels[:3])) == 1 and len(set(labels[3:])) == 1 and labels[0] != labels[3]
-    assert list(segment.coarse_labels(micro[:2], 4)) == [0, 1]   # fewer micro than coarse: identity
+def test_fewer_distinct_vectors_than_a_k_skips_that_k(spark, cfg, algorithm):
+    df = _frame(spark, [[0.0, 0.0], [50.0, 0.0], [0.0, 50.0], [50.0, 50.0]] * 20)
+    seg = segment.fit(df, _seg_cfg(cfg, coarse_k_grid=[2, 3, 5, 6], algorithm=algorithm), 1)
+    assert set(seg.coarse_curve) == {2, 3} and len(seg.micro) == 4
+    assert "coarse: only 4 distinct vectors: k > 4 not tried" in seg.messages
 
 
 def test_profiles_sizes_traits_spend_mix_and_labels(spark):

@@ -185,18 +185,26 @@ class LabelsConfig(_Strict):
 class SegmentConfig(_Strict):
     features: Literal["model", "traits"] = "model"   # the model.kind encoder's embeddings, or raw traits
     algorithm: Literal["kmeans", "bisecting_kmeans"] = "kmeans"
-    k: int | None = Field(None, ge=2)                # null: choose from k_grid by silhouette
-    k_grid: list[int] = [6, 8, 12, 16, 24]
-    sample_rows: int = Field(20_000, ge=100)         # for choosing k
-    coarse_k: int = Field(4, ge=1)
+    coarse_k: int | None = Field(None, ge=1)         # null: choose from coarse_k_grid by silhouette
+    coarse_k_grid: list[int] = [2, 3, 4, 5, 6, 7, 8]
+    k: int | None = Field(None, ge=1)                # micro-segments per coarse segment; null: from micro_k_grid
+    micro_k_grid: list[int] = [2, 3, 4, 5, 6, 7, 8]
+    micro_min_silhouette: float = Field(0.25, ge=-1, le=1)   # below it for every k: one micro-segment
+    min_size: int | None = Field(None, ge=1)         # null: 0.2% of the customers, at least 5
+    max_share: float = Field(0.8, gt=0, le=1)        # one segment above this share: degenerate
+    sample_rows: int = Field(20_000, ge=100)         # per level: fit and choose k on samples this size
     max_iter: int = Field(30, ge=1)
 
-    @field_validator("k_grid")
+    @field_validator("coarse_k_grid", "micro_k_grid")
     @classmethod
     def _grid(cls, grid: list[int]) -> list[int]:
         if not grid or min(grid) < 2:
-            raise ValueError("k_grid needs at least one k >= 2")
+            raise ValueError("needs at least one k, and every k >= 2")
         return sorted(set(grid))
+
+    def min_size_for(self, customers: int) -> int:
+        """The smallest segment allowed among ``customers``."""
+        return self.min_size or max(5, round(0.002 * customers))
 
 
 class MlflowConfig(_Strict):

@@ -1,20 +1,36 @@
-"""Micro-segments from customer vectors with Spark MLlib, and coarse segments above them.
+"""Segments at two levels from customer vectors with Spark MLlib: coarse segments, and
+micro-segments inside each coarse segment.
 
-- ``choose_k``: silhouette (Spark's ClusteringEvaluator) over ``segment.k_grid`` on a
-  sample; the k with the highest silhouette wins (the curve is logged to MLflow);
-- ``fit_centroids``: KMeans or BisectingKMeans on all vectors -> the k x d centroid table;
-- ``coarse_labels``: Ward clustering of the k micro centroids into ``segment.coarse_k``
-  coarse segments (a small table on the driver: k rows);
-- ``assign``: nearest stored centroid for any customer, new or old, without refitting.
+- coarse: KMeans (or BisectingKMeans) on a sample of ``segment.sample_rows`` vectors,
+  k = ``segment.coarse_k`` or the k of ``segment.coarse_k_grid`` with the best silhouette
+  (Spark's ClusteringEvaluator) among those whose every segment, scaled from the sample to
+  all customers, holds at least ``segment.min_size`` customers;
+- micro: every customer goes to its nearest coarse centroid; each coarse segment's members
+  are sampled again (up to ``sample_rows``) and clustered on their own: k = ``segment.k``,
+  or the k of ``segment.micro_k_grid`` with the best silhouette within the coarse segment
+  among those that reach ``segment.micro_min_silhouette`` and ``min_size``; k = 1 (the
+  coarse segment is one micro-segment) when none does;
+- ``assign``: nearest coarse centroid, then the nearest micro centroid of that coarse
+  segment, for any customer, new or old, without refitting; the fitted labels are this
+  assignment too, so re-assigning from the stored centroids gives the same segments;
+- ``degeneracy``: one segment (either level) above ``segment.max_share`` of the customers,
+  or one below ``min_size``, marks the segmentation degenerate.
+
+Micro-segment ids are dense over the whole table, ordered by (coarse segment, local id).
+Fewer distinct vectors than a k: that k is not tried; one distinct vector: one segment,
+said in the messages.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from pyspark.ml.clustering import BisectingKMeans, KMeans
 from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.ml.functions import array_to_vector
+from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
@@ -22,8 +38,24 @@ from pyspark.sql.functions import pandas_udf
 from microseg.config import SegmentConfig
 
 
-def _vectors(df: DataFrame) -> DataFrame:
-    return df.select(array_to_vector("embedding").alias("vector"))
+@dataclass
+class Segmentation:
+    """Centroids of both levels; micro rows ordered by (parent coarse segment, local id)."""
+
+    coarse: np.ndarray                     # coarse_k x d
+    micro: np.ndarray                      # micro count x d
+    parent: np.ndarray                     # coarse segment of each micro centroid
+    coarse_curve: dict[int, float] = field(default_factory=dict)              # k -> silhouette
+    micro_curves: dict[int, dict[int, float]] = field(default_factory=dict)   # coarse -> k -> silhouette
+    messages: list[str] = field(default_factory=list)
+
+    @property
+    def micro_k(self) -> dict[int, int]:
+        return {c: int((self.parent == c).sum()) for c in range(len(self.coarse))}
+
+
+def _points(df: DataFrame, *keep: str) -> DataFrame:
+    return df.select("embedding", array_to_vector("embedding").alias("vector"), *keep)
 
 
 def _estimator(cfg: SegmentConfig, k: int, seed: int):
@@ -31,62 +63,139 @@ def _estimator(cfg: SegmentConfig, k: int, seed: int):
     return algo(k=k, seed=seed, maxIter=cfg.max_iter, featuresCol="vector")
 
 
-def choose_k(embeddings: DataFrame, cfg: SegmentConfig, seed: int) -> tuple[int, dict[int, float]]:
-    """The k of ``cfg.k_grid`` with the best silhouette on a sample of ``cfg.sample_rows``."""
-    total = embeddings.count()
-    sample = embeddings.sample(fraction=min(1.0, cfg.sample_rows / max(total, 1)), seed=seed)
-    vectors = _vectors(sample).persist()
+def _level(points: DataFrame, cfg: SegmentConfig, seed: int, name: str, population: int, fixed: int | None,
+           grid: list[int], min_size: int, floor: float | None) -> tuple[int, np.ndarray | None, dict, list[str]]:
+    """(k, its k x d centroids or None for k = 1, silhouette by k, messages) for one level on
+    the persisted sample ``points`` of ``population`` customers. A fixed k skips the rules."""
+    if fixed == 1:
+        return 1, None, {}, []
+    if fixed:
+        grid, min_size, floor = [fixed], 0, None
+    n, distinct = points.agg(F.count("*"), F.count_distinct("embedding")).head()
+    if distinct < 2:
+        return 1, None, {}, [f"{name}: {n} sampled vectors, {distinct} distinct: one segment"]
+    notes = [f"{name}: only {distinct} distinct vectors: k > {distinct} not tried"] if distinct < max(grid) else []
     evaluator = ClusteringEvaluator(featuresCol="vector", predictionCol="prediction")
-    curve = {}
-    for k in cfg.k_grid:
-        model = _estimator(cfg, k, seed).fit(vectors)
-        curve[k] = float(evaluator.evaluate(model.transform(vectors)))
-    vectors.unpersist()
-    return max(curve, key=lambda k: (curve[k], -k)), curve
+    curve, eligible = {}, {}
+    for k in [k for k in grid if k <= distinct]:
+        model = _estimator(cfg, k, seed).fit(points)
+        pred = model.transform(points)
+        sizes = [r["count"] for r in pred.groupBy("prediction").count().collect()]   # <= k rows
+        if len(sizes) < 2:
+            notes.append(f"{name}: k={k} gave one non-empty segment")
+            continue
+        curve[k] = float(evaluator.evaluate(pred))
+        smallest = min(sizes) * population / n
+        if len(sizes) < k:
+            notes.append(f"{name}: k={k} gave {len(sizes)} non-empty segments")
+        elif smallest < min_size:
+            notes.append(f"{name}: k={k} has a segment of ~{smallest:.0f} customers (< min_size {min_size})")
+        elif floor is not None and curve[k] < floor:
+            continue
+        else:
+            eligible[k] = np.array(model.clusterCenters())
+    if not eligible:
+        rule = "" if floor is None else f"silhouette >= {floor} and "
+        notes.append(f"{name}: no k of {grid} gives {rule}segments of >= {min_size} customers: one segment")
+        return 1, None, curve, notes
+    k = max(eligible, key=lambda k: (curve[k], -k))
+    return k, eligible[k], curve, notes
 
 
-def fit_centroids(embeddings: DataFrame, cfg: SegmentConfig, seed: int, k: int | None = None) -> np.ndarray:
-    """Fit the clustering on the embedding vectors; returns the k x d centroid table."""
-    model = _estimator(cfg, k or cfg.k, seed).fit(_vectors(embeddings))
-    return np.array(model.clusterCenters())
+def _sq_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    return np.maximum((x * x).sum(1)[:, None] - 2 * x @ c.T + (c * c).sum(1)[None, :], 0.0)
 
 
-def coarse_labels(centroids: np.ndarray, coarse_k: int) -> np.ndarray:
-    """Coarse segment of each micro centroid (Ward linkage); identity if too few centroids."""
-    from sklearn.cluster import AgglomerativeClustering
+def _nearest(coarse: np.ndarray, micro: np.ndarray, parent: np.ndarray):
+    """A pandas UDF: embedding -> (nearest coarse centroid, nearest micro centroid among
+    that coarse segment's, Euclidean distance to it)."""
+    c, m, p = coarse.astype(np.float64), micro.astype(np.float64), np.asarray(parent)
 
-    if len(centroids) <= coarse_k:
-        return np.arange(len(centroids))
-    return AgglomerativeClustering(n_clusters=coarse_k, linkage="ward").fit_predict(centroids)
+    @pandas_udf("coarse_segment int, segment int, distance double")
+    def nearest(emb: pd.Series) -> pd.DataFrame:
+        x = np.stack(emb.to_numpy()).astype(np.float64)
+        top = _sq_distances(x, c).argmin(1)
+        d2 = np.where(p[None, :] == top[:, None], _sq_distances(x, m), np.inf)
+        best = d2.argmin(1)
+        return pd.DataFrame({"coarse_segment": top.astype("int32"), "segment": best.astype("int32"),
+                             "distance": np.sqrt(d2[np.arange(len(x)), best])})
+
+    return nearest
 
 
-def centroid_table(spark: SparkSession, centroids: np.ndarray, coarse: np.ndarray,
-                   model_version: str) -> DataFrame:
-    rows = [(model_version, i, int(coarse[i]), [float(v) for v in c]) for i, c in enumerate(centroids)]
-    return spark.createDataFrame(rows, "model_version string, segment int, coarse_segment int, "
+def fit(vectors: DataFrame, cfg: SegmentConfig, seed: int) -> Segmentation:
+    """Coarse then micro centroids for the ``embedding`` column of ``vectors`` (see the
+    module docstring for how each k is chosen); only samples and centroids reach the driver."""
+    total = vectors.count()
+    min_size = cfg.min_size_for(total)
+    sample = _points(vectors.sample(fraction=min(1.0, cfg.sample_rows / max(total, 1)), seed=seed)
+                     ).coalesce(1).persist()     # a sample: one partition, fewer tasks per KMeans step
+    kc, coarse, coarse_curve, messages = _level(sample, cfg, seed, "coarse", total, cfg.coarse_k,
+                                                cfg.coarse_k_grid, min_size, None)
+    if coarse is None:
+        coarse = np.array([sample.select(Summarizer.mean(F.col("vector"))).head()[0].toArray()])
+    sample.unpersist()
+
+    ids = np.arange(len(coarse))
+    labelled = vectors.withColumn("_coarse", _nearest(coarse, coarse, ids)("embedding").coarse_segment)
+    counts = {r["_coarse"]: r["count"] for r in labelled.groupBy("_coarse").count().collect()}   # kc rows
+    fractions = {c: min(1.0, cfg.sample_rows / n) for c, n in counts.items()}
+    members = _points(labelled.sampleBy("_coarse", fractions, seed), "_coarse").coalesce(1).persist()
+    micro, parent, curves = [], [], {}
+    for c in ids:
+        points = members.where(F.col("_coarse") == int(c)).persist()
+        k, centers, curves[int(c)], notes = _level(points, cfg, seed, f"coarse {c}", counts.get(c, 0), cfg.k,
+                                                   cfg.micro_k_grid, min_size, cfg.micro_min_silhouette)
+        points.unpersist()
+        micro.append(coarse[c:c + 1] if centers is None else centers)
+        parent += [int(c)] * (1 if centers is None else k)
+        messages += notes
+    members.unpersist()
+    return Segmentation(coarse, np.concatenate(micro), np.array(parent), coarse_curve, curves, messages)
+
+
+def centroid_table(spark: SparkSession, seg: Segmentation, model_version: str) -> DataFrame:
+    """Both levels, one row per centroid; a coarse row's coarse_segment is its own id."""
+    rows = ([(model_version, "coarse", i, i, [float(v) for v in c]) for i, c in enumerate(seg.coarse)]
+            + [(model_version, "micro", i, int(seg.parent[i]), [float(v) for v in c])
+               for i, c in enumerate(seg.micro)])
+    return spark.createDataFrame(rows, "model_version string, level string, segment int, coarse_segment int, "
                                        "centroid array<double>")
 
 
-def assign(embeddings: DataFrame, centroids: np.ndarray, coarse: np.ndarray) -> DataFrame:
-    """Nearest centroid (segment), its coarse segment and the Euclidean distance, per row."""
-    c = centroids.astype(np.float64)
+def stored(rows: list) -> Segmentation:
+    """The segmentation held by collected ``centroid_table`` rows (one model version)."""
+    coarse = sorted((r.segment, r.centroid) for r in rows if r.level == "coarse")
+    micro = sorted((r.segment, r.coarse_segment, r.centroid) for r in rows if r.level == "micro")
+    return Segmentation(np.array([c for _, c in coarse]), np.array([c for _, _, c in micro]),
+                        np.array([p for _, p, _ in micro]))
 
-    @pandas_udf("segment int, distance double")
-    def nearest(emb: pd.Series) -> pd.DataFrame:
-        x = np.stack(emb.to_numpy()).astype(np.float64)
-        d2 = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)
-        best = d2.argmin(1)
-        return pd.DataFrame({"segment": best.astype("int32"),
-                             "distance": np.sqrt(d2[np.arange(len(x)), best])})
 
-    coarse_of = F.array(*[F.lit(int(v)) for v in coarse])
+def assign(embeddings: DataFrame, seg: Segmentation) -> DataFrame:
+    """Coarse segment, micro-segment and the Euclidean distance to the micro centroid, per row."""
     return (
-        embeddings.withColumn("_a", nearest("embedding"))
-        .select("customer_id", "as_of", "model_version",
-                F.col("_a.segment").alias("segment"),
-                F.get(coarse_of, F.col("_a.segment")).alias("coarse_segment"),
-                F.col("_a.distance").alias("distance"))
+        embeddings.withColumn("_a", _nearest(seg.coarse, seg.micro, seg.parent)("embedding"))
+        .select("customer_id", "as_of", "model_version", "_a.coarse_segment", "_a.segment", "_a.distance")
     )
+
+
+def degeneracy(sizes: pd.DataFrame, cfg: SegmentConfig) -> dict:
+    """From one row per micro-segment (segment, coarse_segment, customers): the largest
+    share and the smallest size over both levels, and whether (and why) the segmentation is
+    degenerate: a segment above ``cfg.max_share`` of the customers or below ``min_size``."""
+    total = int(sizes["customers"].sum())
+    min_size = cfg.min_size_for(total)
+    levels = {"coarse": sizes.groupby("coarse_segment")["customers"].sum(),
+              "micro": sizes.set_index("segment")["customers"]}
+    reasons = []
+    for level, counts in levels.items():
+        if counts.max() > cfg.max_share * total:
+            reasons.append(f"{level} segment {counts.idxmax()} holds {counts.max() / total:.0%} of the "
+                           f"customers (max_share {cfg.max_share})")
+        if counts.min() < min_size:
+            reasons.append(f"{level} segment {counts.idxmin()} has {counts.min()} customers (min_size {min_size})")
+    return {"largest_share": float(levels["coarse"].max() / total), "smallest_size": int(levels["micro"].min()),
+            "min_size": min_size, "degenerate": bool(reasons), "degenerate_reason": "; ".join(reasons) or None}
 
 
 def profiles(segments: DataFrame, personality: DataFrame, monthly_spend: DataFrame,

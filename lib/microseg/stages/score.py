@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import numpy as np
 from pyspark.sql import functions as F
 
 from microseg import tracking
@@ -26,8 +25,9 @@ def embed_stage(ctx: Context) -> dict:
 
 
 def segment_stage(ctx: Context) -> dict:
-    """Fit micro-segments (k by silhouette unless fixed) and coarse segments above them,
-    store the centroids with the model version (Delta + MLflow), assign every customer."""
+    """Fit coarse segments and micro-segments inside each (k by the rules of
+    ``microseg.score.segment`` unless fixed), store both levels' centroids with the model
+    version (Delta + MLflow), assign every customer, and flag a degenerate segmentation."""
     import mlflow
 
     from microseg.score import segment
@@ -43,82 +43,101 @@ def segment_stage(ctx: Context) -> dict:
                          "code_version": tracking.code_version()})
         tracking.log_run_context(cfg, ctx.tables.versions(["sequences", variant_key("embeddings", variant),
                                                            "personality"]))
-        if cfg.segment.k:
-            k, curve = cfg.segment.k, {}
-        else:
-            k, curve = segment.choose_k(vectors, cfg.segment, cfg.seed)
-            for kk, sil in curve.items():
-                mlflow.log_metric("silhouette", sil, step=kk)
-            mlflow.log_dict({str(kk): v for kk, v in curve.items()}, "silhouette_by_k.json")
-        mlflow.log_param("segment.k_chosen", k)
-        centroids = segment.fit_centroids(vectors, cfg.segment, cfg.seed, k)
-        coarse = segment.coarse_labels(centroids, cfg.segment.coarse_k)
-        table = segment.centroid_table(ctx.spark, centroids, coarse, version)
-        mlflow.log_dict({"model_version": version, "centroids": centroids.tolist(),
-                         "coarse_segment": coarse.tolist()}, "centroids.json")
+        seg = segment.fit(vectors, cfg.segment, cfg.seed)
+        for k, sil in seg.coarse_curve.items():
+            mlflow.log_metric("silhouette_coarse", sil, step=k)
+        for c, curve in seg.micro_curves.items():
+            for k, sil in curve.items():
+                mlflow.log_metric(f"silhouette_micro_c{c}", sil, step=k)
+        mlflow.log_dict({str(k): v for k, v in seg.coarse_curve.items()}, "silhouette_by_coarse_k.json")
+        mlflow.log_dict({str(c): {str(k): v for k, v in curve.items()} for c, curve in seg.micro_curves.items()},
+                        "silhouette_by_micro_k.json")
+        mlflow.log_params({"segment.coarse_k_chosen": len(seg.coarse), "segment.k_chosen": len(seg.micro),
+                           "segment.micro_k_chosen": seg.micro_k})
+        mlflow.log_dict({"model_version": version, "coarse": seg.coarse.tolist(), "micro": seg.micro.tolist(),
+                         "coarse_segment": seg.parent.tolist(), "messages": seg.messages}, "centroids.json")
         if model_name:
             from mlflow.tracking import MlflowClient
 
             MlflowClient().set_model_version_tag(model_name, version, "segmentation_run", run.info.run_id)
-    ctx.tables.replace_where(variant_key("segment_centroids", variant), table, f"model_version = '{version}'")
-    segments = segment.assign(vectors, centroids, coarse)
-    ctx.tables.replace_where(variant_key("segments", variant), segments, f"as_of = '{as_of}'")
-    vectors.unpersist()
-    _write_profiles(ctx, variant, as_of)
-    return {"features": variant, "k": k, "coarse_k": int(len(set(coarse.tolist()))), "as_of": str(as_of),
-            "silhouette": curve.get(k), "model_version": version, "segment_run_id": run.info.run_id}
+        ctx.tables.replace_where(variant_key("segment_centroids", variant),
+                                 segment.centroid_table(ctx.spark, seg, version), f"model_version = '{version}'")
+        ctx.tables.replace_where(variant_key("segments", variant), segment.assign(vectors, seg),
+                                 f"as_of = '{as_of}'")
+        vectors.unpersist()
+        flags = segment.degeneracy(_write_profiles(ctx, variant, as_of), cfg.segment)
+        mlflow.log_metrics({"segment.largest_share": flags["largest_share"],
+                            "segment.smallest_size": flags["smallest_size"],
+                            "segment.degenerate": float(flags["degenerate"])})
+        mlflow.set_tag("segment.degenerate_reason", flags["degenerate_reason"] or "")
+    return {"features": variant, "as_of": str(as_of), "model_version": version,
+            "coarse_k": len(seg.coarse), "k": len(seg.micro), "micro_k": seg.micro_k,
+            "silhouette": seg.coarse_curve.get(len(seg.coarse)),
+            "micro_silhouette": {c: seg.micro_curves[c].get(k) for c, k in seg.micro_k.items()},
+            **flags, "messages": seg.messages, "segment_run_id": run.info.run_id}
 
 
-def _write_profiles(ctx: Context, variant: str, as_of: dt.date) -> None:
+def _write_profiles(ctx: Context, variant: str, as_of: dt.date):
+    """Write the segment profiles of ``as_of``; returns their sizes (pandas, one row per segment)."""
     from microseg.score import segment
 
+    key = variant_key("segment_profiles", variant)
     labels = ctx.tables.read("labels") if ctx.tables.exists("labels") else None
     segs = ctx.tables.read(variant_key("segments", variant)).where(F.col("as_of") == F.lit(as_of))
     prof = segment.profiles(segs, ctx.tables.read("personality"), ctx.tables.read("monthly_spend"),
                             labels, list(TRAITS))
-    ctx.tables.replace_where(variant_key("segment_profiles", variant), prof, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(key, prof, f"as_of = '{as_of}'")
+    return (ctx.tables.read(key).where(F.col("as_of") == F.lit(as_of))
+            .select("segment", "coarse_segment", "customers").toPandas())     # one row per segment
 
 
 def assign_stage(ctx: Context) -> dict:
     """Monthly: assign every customer to the stored centroids of the champion encoder's
-    version (no refit), profile the segments, and count migrations since last month."""
+    version (nearest coarse, then nearest micro within it; no refit), profile the segments,
+    flag a degenerate month, and count migrations since last month."""
     from microseg.score import segment
 
     as_of = latest_as_of(ctx)
     vectors, variant, _ = segment_inputs(ctx, as_of)
     version = vectors.select("model_version").head()[0]
     stored = ctx.tables.read(variant_key("segment_centroids", variant)).where(F.col("model_version") == version)
-    rows = stored.orderBy("segment").collect()             # k rows: small by construction
+    rows = stored.collect()             # one row per centroid: small by construction
     if not rows:
         raise RuntimeError(f"no stored centroids for model version {version}; run the segment stage "
                            "once for this model version first")
-    centroids = np.array([r.centroid for r in rows])
-    coarse = np.array([r.coarse_segment for r in rows])
-    ctx.tables.replace_where(variant_key("segments", variant), segment.assign(vectors, centroids, coarse),
-                             f"as_of = '{as_of}'")
-    _write_profiles(ctx, variant, as_of)
+    seg = segment.stored(rows)
+    ctx.tables.replace_where(variant_key("segments", variant), segment.assign(vectors, seg), f"as_of = '{as_of}'")
+    flags = segment.degeneracy(_write_profiles(ctx, variant, as_of), ctx.cfg.segment)
     previous = sequences.window_months(as_of, 2)[0]
     segs = ctx.tables.read(variant_key("segments", variant))
     moved = segment.migration(segs.where(F.col("as_of") == F.lit(previous)),
                               segs.where(F.col("as_of") == F.lit(as_of)), previous, as_of)
     ctx.tables.replace_where(variant_key("segment_migration", variant), moved, f"as_of = '{as_of}'")
-    return {"as_of": str(as_of), "model_version": version, "k": len(rows)}
+    return {"as_of": str(as_of), "model_version": version, "coarse_k": len(seg.coarse), "k": len(seg.micro),
+            **flags}
 
 
 def summary_stage(ctx: Context) -> dict:
     """Print what was built and where; small by construction (one row per segment)."""
+    from microseg.score import segment
+
     as_of = latest_as_of(ctx, "segment_profiles")
     profiles = (ctx.tables.read("segment_profiles").where(F.col("as_of") == F.lit(as_of))
                 .orderBy("segment").drop("spend_mix").toPandas())   # one row per segment
     customers = int(profiles["customers"].sum())
+    per_coarse = profiles.groupby("coarse_segment")["segment"].nunique()
+    flags = segment.degeneracy(profiles, ctx.cfg.segment)
     lines = [
         f"as of: {as_of}",
         f"customers segmented: {customers}",
-        f"segments: {len(profiles)} in {profiles['coarse_segment'].nunique()} coarse segments",
+        f"segments: {len(profiles)} in {len(per_coarse)} coarse segments",
+        "segments per coarse segment: " + ", ".join(f"{int(c)}:{int(n)}" for c, n in per_coarse.items()),
         "segment sizes: " + ", ".join(f"{int(r.segment)}:{int(r.customers)}" for r in profiles.itertuples()),
         f"tables: {ctx.tables.root if not ctx.cfg.tables.catalog else ctx.cfg.tables.catalog}",
         f"MLflow UI: mlflow ui --backend-store-uri {tracking.tracking_uri(ctx.cfg)}",
     ]
+    if flags["degenerate"]:
+        lines.insert(2, f"WARNING: degenerate segmentation: {flags['degenerate_reason']}")
     evaluation = report_dir(ctx, as_of) / "report.html"
     lines.append(f"evaluation report: {evaluation}" if evaluation.is_file()
                  else "evaluation report: not built yet (`microseg report` or `make report`)")
@@ -129,4 +148,5 @@ def summary_stage(ctx: Context) -> dict:
                       + "\n\n```\n" + table + "\n```\n")
     lines.append(f"report: {report}")
     print("\n".join(lines))
-    return {"customers": customers, "segments": len(profiles), "report": str(report)}
+    return {"customers": customers, "segments": len(profiles), "degenerate": flags["degenerate"],
+            "report": str(report)}

@@ -22,7 +22,7 @@ import duckdb
 
 from microseg.config import Settings, load_config
 from microseg.pipeline import Context, run_stage
-from microseg.prep.sequences import feature_names, window_months
+from microseg.prep.sequences import feature_names
 from microseg.spark import get_spark
 from microseg.taxonomy import TRAITS, load_taxonomy
 
@@ -176,10 +176,29 @@ def personality_sql(coefficients: dict[str, tuple[float, ...]], out: Path) -> st
     ) TO '{out}/personality.parquet' (FORMAT parquet)"""
 
 
-def per_month_sql(cfg: Settings, spend_classes: list[str], months: list, out: Path) -> str:
-    """customer x window month: the same 3 x classes + 3 features, targets and masks."""
-    grid = _values([(m, t) for t, m in enumerate(months)], "g(month, t)")
-    in_window = f"month BETWEEN DATE '{months[0]}' AND DATE '{months[-1]}'"
+def references_sql(cfg: Settings, as_of, out: Path) -> str:
+    """Each customer's reference month, as ``prep/reference.py``: their first loan's month up
+    to ``as_of`` (``sequences.reference: loan_date``), else ``as_of``."""
+    customers = (f"SELECT DISTINCT customer_id FROM '{out}/monthly_account.parquet' "
+                 f"WHERE month <= DATE '{as_of}'")
+    if cfg.sequences.reference == "as_of":
+        return f"CREATE OR REPLACE TEMP TABLE refs AS SELECT customer_id, DATE '{as_of}' AS reference_month " \
+               f"FROM ({customers})"
+    loans = cfg.data_path(cfg.source.loans)
+    return f"""
+    CREATE OR REPLACE TEMP TABLE refs AS
+    WITH first AS (SELECT trim(customer_id) AS customer_id,
+                          min(date_trunc('month', try_strptime(trim(loan_date), '%Y-%m-%d'))::DATE) AS m
+                   FROM read_csv('{loans}/*.csv', header = true, all_varchar = true)
+                   WHERE date_trunc('month', try_strptime(trim(loan_date), '%Y-%m-%d')) <= DATE '{as_of}'
+                   GROUP BY 1)
+    SELECT customer_id, coalesce(m, DATE '{as_of}') AS reference_month
+    FROM ({customers}) LEFT JOIN first USING (customer_id)"""
+
+
+def per_month_sql(spend_classes: list[str], window: int, out: Path) -> str:
+    """customer x month of the customer's window: the same 3 x classes + 3 features, this
+    month's traits and masks."""
     idx = range(len(spend_classes))
     pivot = ", ".join(
         [f"sum(spend) FILTER (WHERE txn_class = '{c}') AS s{i}" for i, c in enumerate(spend_classes)]
@@ -190,39 +209,40 @@ def per_month_sql(cfg: Settings, spend_classes: list[str], months: list, out: Pa
         + [f"ln(1 + coalesce(n{i}, 0))" for i in idx]
         + ["ln(1 + coalesce(income, 0))", "ln(1 + coalesce(outflow, 0))",
            "sign(coalesce(end_balance, 0)) * ln(1 + abs(coalesce(end_balance, 0)))"])
-    target = (lambda t: f"lead({t}) OVER (PARTITION BY customer_id ORDER BY t)") \
-        if cfg.sequences.target == "next" else (lambda t: t)
     return f"""
     CREATE OR REPLACE TEMP TABLE per_month AS
-    WITH customers AS (SELECT DISTINCT customer_id FROM '{out}/monthly_account.parquet' WHERE {in_window}),
+    WITH cells AS (SELECT customer_id, reference_month, t::INT AS t,
+                          (reference_month - to_months(({window - 1} - t)::INT))::DATE AS month
+                   FROM refs CROSS JOIN range({window}) AS r(t)),
+    account AS (SELECT customer_id, month, income, outflow, end_balance
+                FROM '{out}/monthly_account.parquet' SEMI JOIN cells USING (customer_id, month)),
     class_cols AS (SELECT customer_id, month, {pivot}, sum(spend) AS total
-              FROM '{out}/monthly_spend.parquet' WHERE {in_window} GROUP BY customer_id, month),
-    joined AS (SELECT * FROM customers CROSS JOIN {grid}
-              LEFT JOIN class_cols USING (customer_id, month)
-              LEFT JOIN (SELECT customer_id, month, income, outflow, end_balance
-                         FROM '{out}/monthly_account.parquet') USING (customer_id, month)
-              LEFT JOIN (SELECT customer_id, month, {', '.join(TRAITS)}
-                         FROM '{out}/personality.parquet') USING (customer_id, month)),
-    steps AS (SELECT customer_id, t, list_value({features})::FLOAT[] AS x,
-                     {', '.join(f'{target(t)} AS y{i}' for i, t in enumerate(TRAITS))},
+              FROM '{out}/monthly_spend.parquet' SEMI JOIN cells USING (customer_id, month)
+              GROUP BY customer_id, month),
+    joined AS (SELECT * FROM cells SEMI JOIN account USING (customer_id)),
+    steps AS (SELECT customer_id, reference_month, t, list_value({features})::FLOAT[] AS x,
+                     {', '.join(f'{t} AS y{i}' for i, t in enumerate(TRAITS))},
                      (income IS NOT NULL)::FLOAT AS active
-              FROM joined)
-    SELECT customer_id, t, x, active, (y0 IS NOT NULL)::FLOAT AS target_mask,
+              FROM joined LEFT JOIN class_cols USING (customer_id, month)
+              LEFT JOIN account USING (customer_id, month)
+              LEFT JOIN (SELECT customer_id, month, {', '.join(TRAITS)}
+                         FROM '{out}/personality.parquet') USING (customer_id, month))
+    SELECT customer_id, reference_month, t, x, active, (y0 IS NOT NULL)::FLOAT AS trait_mask,
            list_value({', '.join(f'coalesce(y{i}, 0)' for i in range(len(TRAITS)))})::FLOAT[] AS y
     FROM steps"""
 
 
 def sequences_sql(cfg: Settings, as_of, out: Path) -> str:
-    """per_month -> one row per customer: flat [T x F] features, [T x 5] targets, flags, split."""
+    """per_month -> one row per customer: flat [T x F] features, [T x 5] traits, flags, split."""
     seq, split, seed = cfg.sequences, cfg.sequences.split, cfg.seed
     u = f"(hash(customer_id, {seed}) % 1000000) / 1000000.0"
     return f"""
     COPY (
-      WITH s AS (SELECT customer_id, flatten(list(x ORDER BY t)) AS features,
-                        flatten(list(y ORDER BY t)) AS targets,
-                        list(target_mask ORDER BY t) AS target_mask, list(active ORDER BY t) AS active
-                 FROM per_month GROUP BY customer_id)
-      SELECT customer_id, DATE '{as_of}' AS as_of, features, targets, target_mask, active,
+      WITH s AS (SELECT customer_id, reference_month, flatten(list(x ORDER BY t)) AS features,
+                        flatten(list(y ORDER BY t)) AS traits,
+                        list(trait_mask ORDER BY t) AS trait_mask, list(active ORDER BY t) AS active
+                 FROM per_month GROUP BY customer_id, reference_month)
+      SELECT customer_id, DATE '{as_of}' AS as_of, reference_month, features, traits, trait_mask, active,
              ({seq.window_months} - list_position(active, 1.0) + 1)::INT AS length,
              list_sum(active)::INT AS n_active_months,
              n_active_months >= {seq.min_months} AS eligible,
@@ -256,9 +276,11 @@ def duckdb_reference(cfg: Settings, out: Path) -> float:
     ``ingest.today``, a finite amount within the limit, a known currency and class; write
     bronze; monthly spend and count per customer x month x spend class; monthly income,
     outflow and end balance (last ``balance_after`` by booking_date, txn_id); the spending
-    personality (spend-share-weighted Big Five coefficients from the taxonomy); per-month
-    features (3 per spend class + 3 account features), next-month targets and masks over
-    the same T-month window; per-customer lists ordered by month, flattened, with length,
+    personality (spend-share-weighted Big Five coefficients from the taxonomy); each
+    customer's reference month (``sequences.reference``: the first loan's month from the
+    loan book, or ``as_of``); per-month features (3 per spend class + 3 account features),
+    each month's traits and masks over the T months up to it; per-customer lists ordered by
+    month, flattened, with length,
     active-month count, eligibility and a hashed split; feature mean/std over training
     customers. Every table is written to Parquet and read back by the next step.
 
@@ -276,11 +298,11 @@ def duckdb_reference(cfg: Settings, out: Path) -> float:
 
     def sequences():
         as_of = con.sql(f"SELECT max(month) FROM '{out}/monthly_account.parquet'").fetchall()[0][0]
-        months = window_months(as_of, cfg.sequences.window_months)
-        con.execute(per_month_sql(cfg, spend, months, out))
+        con.execute(references_sql(cfg, as_of, out))
+        con.execute(per_month_sql(spend, cfg.sequences.window_months, out))
         con.execute(sequences_sql(cfg, as_of, out))
         con.execute(feature_stats_sql(feature_names(spend), out))
-        con.execute("DROP TABLE per_month")
+        con.execute("DROP TABLE per_month; DROP TABLE refs")
 
     steps = {
         "ingest": lambda: con.execute(bronze_sql(cfg, classes, out)),

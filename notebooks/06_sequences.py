@@ -1,13 +1,14 @@
 # Databricks notebook source
 # MAGIC %md
 # MAGIC # 06 Sequences
-# MAGIC Per customer, the monthly features and trait targets of the window up to `as_of`, masks, and the
-# MAGIC train/validation/test split (`gold.sequences`), and the feature scaling (`gold.feature_stats`).
+# MAGIC Per customer, the monthly features and traits of the window up to the customer's reference month
+# MAGIC (`as_of`, or the month their loan was granted), masks, and the train/validation/test split
+# MAGIC (`gold.sequences`), and the feature scaling (`gold.feature_stats`).
 # MAGIC
 # MAGIC Widgets: `env`, `conf`, `overrides` (`key=value; ...`), and one per setting:
 # MAGIC - `as_of`: `sequences.as_of`
 # MAGIC - `window_months`: `sequences.window_months`
-# MAGIC - `target`: `sequences.target`
+# MAGIC - `reference`: `sequences.reference` (`as_of` or `loan_date`)
 # MAGIC
 # MAGIC Locally: `python notebooks/06_sequences.py` runs it on the embedded default.
 
@@ -27,7 +28,7 @@ from microseg import notebook  # noqa: E402
 cfg = notebook.settings(
     as_of="sequences.as_of",
     window_months="sequences.window_months",
-    target="sequences.target",
+    reference="sequences.reference",
 )
 
 # COMMAND ----------

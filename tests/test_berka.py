@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 from pyspark.sql import functions as F
 
-from microseg.config import ConfigError
+from microseg.config import ConfigError, load_config
+from microseg.prep import aggregate, reference
+from microseg.prep.ingest import validate
+from microseg.sources import registry
 from microseg.sources.berka import load_mapping, read_customers, read_loans, read_transactions
 from microseg.sources.contract import CANONICAL, SourceError
 
@@ -108,6 +111,25 @@ def test_loans_become_default_labels(spark):
     first = loans["5316"]
     assert (first.customer_id, first.loan_date, first.loan_amount, first.duration_months) == (
         "1801", dt.date(1993, 7, 11), 165960.0, 36)
+
+
+def test_the_loan_date_is_each_loan_accounts_reference(spark, mapping, classes, tmp_path):
+    """conf/berka.yaml: an account with a loan granted by the run's month is read up to that
+    month; every other account up to the run's month (the sample's last, 1994-03)."""
+    cfg = load_config("berka", overrides={"tables.root": str(tmp_path)})
+    assert cfg.sequences.reference == "loan_date"
+    tx, _ = validate(read_transactions(spark, SAMPLE, mapping), "berka", "b", cfg.ingest, classes,
+                     dt.date(2000, 1, 1))
+    account = aggregate.monthly_account(tx)
+    as_of = reference.run_month(account, cfg.sequences.as_of)
+    dates = reference.reference_dates(cfg.sequences.reference, registry.read_loans(spark, cfg))
+    got = {r.customer_id: r.reference_month
+           for r in reference.customer_references(account, dates, as_of).collect()}
+    granted = {r[1]: dt.date(1900 + int(r[2][:2]), int(r[2][2:4]), 1) for r in _rows("loan.asc")[1:]}
+    assert as_of == dt.date(1994, 3, 1) and len(got) == 60
+    assert got == {c: granted[c] if granted.get(c, as_of) <= as_of else as_of for c in got}
+    assert got["1801"] == dt.date(1993, 7, 1)                  # loan 5316, granted 1993-07-11
+    assert sum(m < as_of for m in got.values()) == 7           # the loans granted before 1994-03
 
 
 def test_customers_one_row_per_account_with_owner(spark):

@@ -1,12 +1,15 @@
-"""Aggregation, personality and sequences on hand-computed examples."""
+"""Aggregation, personality, sequences and labels on hand-computed examples; point in time:
+nothing after a customer's reference month reaches the model's input, labels come after it."""
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pyspark.sql import functions as F
 
-from microseg.evaluate import frames, targets
+from microseg.config import ConfigError
+from microseg.pipeline import Context, run_stage
 from microseg.prep import aggregate, personality, sequences
 from microseg.prep.ingest import validate
 from microseg.prep.stable import CENTS, exact_mean_std, exact_sum
@@ -102,12 +105,13 @@ def test_exact_sum_is_exact_and_fails_loudly_on_a_value_beyond_its_scale(spark):
         huge.agg(exact_sum(F.col("v"), 7)).collect()
 
 
-def _sequences(spark, ctx, silver, target, min_months):
+def _sequences(spark, ctx, silver, min_months, reference_months=None):
+    """Sequences of the 3-month window up to each customer's reference month (default: MAR)."""
     spend, account, pers = silver
-    cfg = ctx.cfg.sequences.model_copy(update={"window_months": 3, "min_months": min_months, "target": target})
-    months = sequences.window_months(MAR, 3)
-    per_month = sequences.monthly_features(spark, spend, account, pers, ctx.taxonomy.spend_classes,
-                                           months, target)
+    cfg = ctx.cfg.sequences.model_copy(update={"window_months": 3, "min_months": min_months})
+    refs = spark.createDataFrame(list((reference_months or {"C1": MAR, "C2": MAR}).items()),
+                                 "customer_id string, reference_month date")
+    per_month = sequences.monthly_features(spark, spend, account, pers, ctx.taxonomy.spend_classes, refs, 3)
     seqs = sequences.build_sequences(per_month, cfg, 42, MAR)
     return per_month, {r.customer_id: r for r in seqs.collect()}
 
@@ -117,15 +121,14 @@ def test_window_months():
     assert sequences.window_months(dt.date(2024, 1, 1), 2) == [dt.date(2023, 12, 1), JAN]
 
 
-@pytest.mark.parametrize("target", ["next", "current"])
-def test_sequence_layout_targets_and_masks(spark, ctx, silver, target):
-    _, seqs = _sequences(spark, ctx, silver, target, min_months=2)
+def test_sequence_layout_traits_and_masks(spark, ctx, silver):
+    _, seqs = _sequences(spark, ctx, silver, min_months=2)
     names = sequences.feature_names(ctx.taxonomy.spend_classes)
     n_f = len(names)
     c1 = seqs["C1"]
     x = np.array(c1.features).reshape(3, n_f)
-    y = np.array(c1.targets).reshape(3, 5)
-    assert len(c1.features) == 3 * n_f and len(c1.targets) == 15
+    y = np.array(c1.traits).reshape(3, 5)
+    assert len(c1.features) == 3 * n_f and len(c1.traits) == 15
     i = names.index("log_spend__groceries")
     assert x[0, i] == pytest.approx(np.log1p(40.0))
     assert x[0, names.index("share__pubs_bars")] == pytest.approx(0.6)
@@ -134,19 +137,33 @@ def test_sequence_layout_targets_and_masks(spark, ctx, silver, target):
     assert x[1, names.index("slog_balance")] == pytest.approx(np.log1p(1350.0))
     assert not x[2].any()                                   # March: no activity, zeros
     assert list(c1.active) == [1.0, 1.0, 0.0]
-    charity = np.array(ctx.taxonomy.coefficients()["charity"])
-    if target == "next":                                    # Jan -> Feb's traits
-        assert list(c1.target_mask) == [1.0, 0.0, 0.0]
-        np.testing.assert_allclose(y[0], charity, atol=1e-6)
-    else:
-        assert list(c1.target_mask) == [1.0, 1.0, 0.0]
-        np.testing.assert_allclose(y[1], charity, atol=1e-6)
+    coef = {k: np.array(v) for k, v in ctx.taxonomy.coefficients().items()}
+    assert list(c1.trait_mask) == [1.0, 1.0, 0.0]           # each month's own traits
+    np.testing.assert_allclose(y[0], 0.4 * coef["groceries"] + 0.6 * coef["pubs_bars"], atol=1e-6)
+    np.testing.assert_allclose(y[1], coef["charity"], atol=1e-6)
+    assert not y[2].any()
     # C2 is only active in March: left-padded, length 1
     c2 = seqs["C2"]
     assert list(c2.active) == [0.0, 0.0, 1.0] and c2.length == 1
     assert c2.n_active_months == 1 and not c2.eligible
     assert c2.reason == "short_history: 1 active months < min_months 2"
-    assert c1.eligible and c1.reason is None and c1.length == 3 and c1.as_of == MAR
+    assert c1.eligible and c1.reason is None and c1.length == 3
+    assert c1.as_of == c1.reference_month == MAR
+
+
+def test_each_window_ends_at_the_customers_reference_month(spark, ctx, silver):
+    """C1 read up to January: its window is Nov, Dec, Jan, February's charity is left out;
+    C2 (active only in March) has no activity up to its January reference: not in the table."""
+    per_month, seqs = _sequences(spark, ctx, silver, min_months=1, reference_months={"C1": JAN, "C2": JAN})
+    names = sequences.feature_names(ctx.taxonomy.spend_classes)
+    c1 = seqs["C1"]
+    x = np.array(c1.features).reshape(3, len(names))
+    assert set(seqs) == {"C1"}
+    assert (c1.reference_month, c1.as_of) == (JAN, MAR)
+    assert list(c1.active) == [0.0, 0.0, 1.0] and c1.length == 1
+    assert x[2, names.index("log_income")] == pytest.approx(np.log1p(1000.0))
+    assert not x[:, names.index("log_spend__charity")].any()
+    assert per_month.count() == 3
 
 
 def test_split_is_deterministic_by_customer(spark, ctx):
@@ -160,21 +177,8 @@ def test_split_is_deterministic_by_customer(spark, ctx):
     assert shares["validation"] == pytest.approx(0.15, abs=0.03)
 
 
-@pytest.mark.parametrize("target", ["next", "current"])
-def test_evaluation_targets_match_the_sequences_table(spark, ctx, silver, target):
-    """The target comparison rebuilds both targets from the personality table; the
-    configured one must equal what the sequences stage wrote."""
-    _, _, pers = silver
-    _, seqs = _sequences(spark, ctx, silver, target, min_months=1)
-    cells = frames.trait_months(pers, sequences.window_months(MAR, 3)).orderBy("customer_id").toPandas()
-    y, mask = targets.shifted(*targets.monthly_targets(cells["trait_months"], 3), target)
-    for i, customer in enumerate(cells["customer_id"]):
-        assert mask[i].tolist() == list(seqs[customer].target_mask)
-        np.testing.assert_allclose(y[i].ravel(), seqs[customer].targets, atol=1e-6)
-
-
 def test_feature_stats_use_training_customers_only(spark, ctx, silver):
-    per_month, _ = _sequences(spark, ctx, silver, "current", min_months=1)
+    per_month, _ = _sequences(spark, ctx, silver, min_months=1)
     seqs_df = spark.createDataFrame([("C1", "train", True), ("C2", "test", True)],
                                     "customer_id string, split string, eligible boolean")
     names = sequences.feature_names(ctx.taxonomy.spend_classes)
@@ -184,3 +188,99 @@ def test_feature_stats_use_training_customers_only(spark, ctx, silver):
     assert inc.mean == pytest.approx(np.log1p(1000.0) / 2)
     assert inc.std == pytest.approx(np.log1p(1000.0) / 2)
     assert stats["log_spend__gambling"].std == 1.0   # constant in training -> std 1, not 0
+
+
+APR, MAY, JUN = dt.date(2024, 4, 1), dt.date(2024, 5, 1), dt.date(2024, 6, 1)
+# L: groceries up to its loan (March), then huge gambling; N: no loan, groceries throughout;
+# S: loan in May (one month observed after it); F: loan after the data ends (August).
+LOANS = [("L", "B", "2024-03-15"), ("S", "A", "2024-05-03"), ("F", "D", "2024-08-20")]
+
+
+def _point_in_time_rows():
+    rows = []
+    for customer in ("L", "N", "S", "F"):
+        balance = 1000.0
+        for m in (JAN, FEB, MAR, APR, MAY, JUN):
+            late = customer == "L" and m > MAR
+            for day, amount, cls in ((1, 2000.0, "salary"),
+                                     (5, -50_000.0 if late else -100.0, "gambling" if late else "groceries")):
+                balance += amount
+                rows.append((customer, f"{customer}{m:%m}{day}", m.replace(day=day), amount, "EUR", cls, balance))
+    return rows
+
+
+@pytest.fixture
+def point_in_time(spark, ctx):
+    """Silver and personality tables of ``_point_in_time_rows`` and the ``LOANS`` book in the
+    lakehouse; a 3-month window and horizon, (nearly) everyone in training."""
+    cfg = ctx.cfg.with_overrides(**{
+        "sequences.window_months": 3, "sequences.min_months": 1, "sequences.reference": "loan_date",
+        "sequences.split": {"train": 0.999, "validation": 0.0005, "test": 0.0005},
+        "labels.horizon_months": 3})
+    ctx = Context(cfg, spark, ctx.tables, ctx.taxonomy)
+    classes = [c.name for c in ctx.taxonomy.classes]
+    tx, _ = validate(canonical_rows(spark, _point_in_time_rows()), "t", "b", cfg.ingest, classes,
+                     dt.date(2025, 1, 1))
+    spend = aggregate.monthly_spend(tx, aggregate.class_kinds(spark, ctx.taxonomy))
+    ctx.tables.overwrite("monthly_spend", spend)
+    ctx.tables.overwrite("monthly_account", aggregate.monthly_account(tx))
+    ctx.tables.overwrite("personality", personality.spending_personality(
+        ctx.tables.read("monthly_spend"), personality.coefficients(spark, ctx.taxonomy)))
+    book = Path(cfg.data_path(cfg.source.loans))
+    book.mkdir(parents=True)
+    (book / "loans.csv").write_text("customer_id,loan_id,loan_status,loan_date\n" + "".join(
+        f"{c},L{c},{status},{date}\n" for c, status, date in LOANS))
+    return ctx
+
+
+def test_nothing_after_the_reference_month_enters_features_traits_or_scaling(point_in_time):
+    ctx = point_in_time
+    out = run_stage("sequences", ctx)
+    seqs = {r.customer_id: r for r in ctx.tables.read("sequences").collect()}
+    assert out["customers_before_as_of"] == 2 and out["customers_at_as_of"] == 2
+    assert {c: (r.reference_month, r.as_of) for c, r in seqs.items()} == {
+        "L": (MAR, JUN), "S": (MAY, JUN), "N": (JUN, JUN), "F": (JUN, JUN)}
+    assert all(r.split == "train" and r.eligible for r in seqs.values())
+    names = sequences.feature_names(ctx.taxonomy.spend_classes)
+    x = np.array(seqs["L"].features).reshape(3, len(names))
+    assert not x[:, names.index("log_spend__gambling")].any()
+    assert x[:, names.index("log_outflow")] == pytest.approx([np.log1p(100.0)] * 3)
+    assert x[:, names.index("slog_balance")] == pytest.approx(np.log1p([2900.0, 4800.0, 6700.0]))
+    groceries = np.array(ctx.taxonomy.coefficients()["groceries"])
+    assert list(seqs["L"].trait_mask) == [1.0, 1.0, 1.0]
+    np.testing.assert_allclose(np.array(seqs["L"].traits).reshape(3, 5), [groceries] * 3, atol=1e-6)
+    stats = {r.feature: r for r in ctx.tables.read("feature_stats").collect()}
+    assert (stats["log_spend__gambling"].mean, stats["log_spend__gambling"].std) == (0.0, 1.0)
+    assert stats["log_outflow"].mean == pytest.approx(np.log1p(100.0))   # 12 months, all 100
+
+
+def test_liquidity_and_default_are_observed_after_the_reference_month(point_in_time):
+    ctx = point_in_time
+    out = run_stage("labels", ctx)
+    labels = {r.customer_id: r for r in ctx.tables.read("labels").collect()}
+    # L: April..June only: end balances -41,300, -89,300, -137,300; outflow 50,000 a month
+    assert labels["L"].reference_month == MAR and labels["L"].months_observed == 3
+    assert labels["L"].liquidity_index == pytest.approx(-89_300 / 50_000)
+    assert labels["L"].loan_default == 1
+    assert (labels["S"].months_observed, labels["S"].liquidity_index, labels["S"].loan_default) == (1, None, 0)
+    for later in ("N", "F"):               # read at June: nothing observed after it, no loan by then
+        assert labels[later].reference_month == JUN and labels[later].months_observed == 0
+        assert labels[later].liquidity_index is None and labels[later].loan_default is None
+    assert (out["customers"], out["liquidity_labelled"], out["default_labelled"]) == (4, 1, 2)
+    assert out["by_reference_month"] == {"2024-03-01": [1, 1, 1], "2024-05-01": [1, 0, 1],
+                                         "2024-06-01": [2, 0, 0]}
+    run_stage("sequences", ctx)            # the two stages agree customer by customer
+    refs = ctx.tables.read("sequences").select("customer_id", "reference_month")
+    assert refs.exceptAll(ctx.tables.read("labels").select("customer_id", "reference_month")).count() == 0
+
+
+def test_loan_date_reference_needs_dated_loans(point_in_time):
+    ctx = point_in_time
+    book = Path(ctx.cfg.data_path(ctx.cfg.source.loans)) / "loans.csv"
+    book.write_text("customer_id,loan_id,loan_status\nL,LL,B\n")
+    with pytest.raises(ConfigError, match="sequences.reference: loan_date"):
+        run_stage("sequences", ctx)
+    as_of = ctx.cfg.with_overrides(**{"sequences.reference": "as_of"})
+    run_stage("labels", Context(as_of, ctx.spark, ctx.tables, ctx.taxonomy))
+    labels = {r.customer_id: r for r in ctx.tables.read("labels").collect()}
+    assert labels["L"].reference_month == JUN and labels["L"].loan_default == 1   # undated: counts at as_of

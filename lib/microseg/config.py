@@ -151,6 +151,7 @@ class SequencesConfig(_Strict):
     window_months: int = Field(24, ge=2)
     min_months: int = Field(6, ge=1)
     as_of: Month | None = None
+    reference: Literal["as_of", "loan_date"] = "as_of"   # each customer's window end (prep/reference.py)
     split: SplitConfig = SplitConfig()
 
 
@@ -180,6 +181,7 @@ class TrainConfig(_Strict):
 
 class LabelsConfig(_Strict):
     liquidity_classes: int = Field(5, ge=2)
+    horizon_months: int = Field(6, ge=1)     # liquidity: the months after the reference month
 
 
 class SegmentConfig(_Strict):

@@ -1,9 +1,13 @@
-"""Customer labels for the downstream tasks: loan default and the liquidity index.
+"""Forward labels for the downstream tasks, observed after each customer's reference month
+(``prep/reference.py``), never over the months the model reads.
 
-- ``loan_default``: 1 if any of the customer's loans has a default status (source loan
-  book), else 0; null for customers without a loan.
-- ``liquidity_index``: mean end-of-month balance / mean monthly outflow (months of
-  spending the customer could cover); null when the customer has no outflow.
+- ``loan_default``: 1 if a loan granted up to the reference month has a default status
+  (source loan book), else 0; null for customers without one. With ``loan_date``
+  references that is the loan granted at the reference. Undated loans count only for
+  ``as_of`` references (nothing places them in time).
+- ``liquidity_index``: mean end-of-month balance / mean monthly outflow (months of spending
+  the customer could cover) over the ``horizon`` months after the reference month; null
+  when fewer than ``horizon`` of them are observed or there is no outflow.
 - ``liquidity_class``: quantile bucket of the index, 0 (lowest) .. n-1.
 """
 
@@ -15,12 +19,27 @@ from pyspark.sql import functions as F
 from microseg.prep.stable import CENTS, exact_mean
 
 
-def liquidity(monthly_account: DataFrame) -> DataFrame:
+def forward_liquidity(monthly_account: DataFrame, references: DataFrame, horizon: int) -> DataFrame:
+    """customer_id, months_observed, liquidity_index over the ``horizon`` months after the
+    reference month, for customers with any of them."""
+    ref = F.col("reference_month")
+    after = monthly_account.join(references, "customer_id").where(
+        (F.col("month") > ref) & (F.col("month") <= F.add_months(ref, horizon)))
     outflow = exact_mean(F.col("outflow"), CENTS)
-    return monthly_account.groupBy("customer_id").agg(
-        (exact_mean(F.col("end_balance"), CENTS) / F.when(outflow > 0, outflow)).alias("liquidity_index"),
-        F.count("*").cast("int").alias("months"),
+    n = F.count("*").cast("int")
+    return after.groupBy("customer_id").agg(
+        n.alias("months_observed"),
+        F.when(n == horizon, exact_mean(F.col("end_balance"), CENTS) / F.when(outflow > 0, outflow))
+        .alias("liquidity_index"),
     )
+
+
+def loan_default(loans: DataFrame, references: DataFrame, undated_count: bool) -> DataFrame:
+    """customer_id, loan_default: the worst status of the loans granted up to the reference."""
+    month = F.trunc("loan_date", "month")
+    granted = F.coalesce(month <= F.col("reference_month"), F.lit(undated_count))
+    return (loans.join(references, "customer_id").where(granted)
+            .groupBy("customer_id").agg(F.max(F.col("loan_default").cast("int")).alias("loan_default")))
 
 
 def bucket(col: Column, thresholds: list[float]) -> Column:
@@ -31,12 +50,16 @@ def bucket(col: Column, thresholds: list[float]) -> Column:
     return F.when(col.isNotNull(), out)
 
 
-def customer_labels(monthly_account: DataFrame, loans: DataFrame | None, n_classes: int) -> DataFrame:
-    liq = liquidity(monthly_account)
+def customer_labels(monthly_account: DataFrame, references: DataFrame, loans: DataFrame | None,
+                    n_classes: int, horizon: int, undated_count: bool) -> DataFrame:
+    """One row per customer of ``references``: reference_month and the labels after it."""
+    liq = references.join(forward_liquidity(monthly_account, references, horizon), "customer_id", "left")
+    liq = liq.withColumn("months_observed", F.coalesce("months_observed", F.lit(0)))
     probs = [i / n_classes for i in range(1, n_classes)]
     # A handful of numbers back to the driver: small by construction.
-    thresholds = liq.where(F.col("liquidity_index").isNotNull()).approxQuantile("liquidity_index", probs, 0.001)
+    labelled = liq.where(F.col("liquidity_index").isNotNull())
+    thresholds = labelled.approxQuantile("liquidity_index", probs, 0.001) if not labelled.isEmpty() else []
     out = liq.withColumn("liquidity_class", bucket(F.col("liquidity_index"), thresholds).cast("int"))
     if loans is None:
         return out.withColumn("loan_default", F.lit(None).cast("int"))
-    return out.join(loans.select("customer_id", F.col("loan_default").cast("int")), "customer_id", "left")
+    return out.join(loan_default(loans, references, undated_count), "customer_id", "left")

@@ -1,7 +1,10 @@
-"""Silver + personality -> one row per customer: the last T months as model input (gold).
+"""Silver + personality -> one row per customer: the T months up to the customer's
+reference month as model input (gold).
 
-Each row holds flat float arrays (row-major, month by month) so that Petastorm and the
-scoring UDF move one contiguous block per customer:
+Each customer's window ends at their own ``reference_month`` (``prep/reference.py``: the
+run's ``as_of``, or e.g. the month their loan was granted); no later month enters the
+features, the traits or the feature scaling. Each row holds flat float arrays (row-major,
+month by month) so that Petastorm and the scoring UDF move one contiguous block per customer:
 
 - ``features``  [T x F]: per spend class log1p(spend), spend share, log1p(count); then
   log1p(income), log1p(outflow), signed log1p(end balance);
@@ -10,8 +13,10 @@ scoring UDF move one contiguous block per customer:
 - ``trait_mask`` [T]: 1 where the month has a spending personality;
 - ``active``    [T]: 1 for months with any transaction.
 
+``as_of`` is the run's month (one value per build), ``reference_month`` the customer's.
 Months before a customer's first activity are zeros (left padding). Customers with fewer
-than ``min_months`` active months stay in the table with ``eligible = false`` and a reason.
+than ``min_months`` active months stay in the table with ``eligible = false`` and a reason;
+customers without activity in their window are left out.
 """
 
 from __future__ import annotations
@@ -53,24 +58,31 @@ def window_months(as_of: dt.date, n: int) -> list[dt.date]:
     return out[::-1]
 
 
-def latest_month(monthly_account: DataFrame) -> dt.date:
-    return monthly_account.agg(F.max("month")).head()[0]
-
-
 def _slog(col: Column) -> Column:
     return F.signum(col) * F.log1p(F.abs(col))
 
 
+def window_grid(spark: SparkSession, references: DataFrame, n: int) -> DataFrame:
+    """customer_id, reference_month, t, month: the ``n`` months ending at each customer's
+    reference month (t = n - 1 at the reference)."""
+    steps = spark.range(n).select(F.col("id").cast("int").alias("t"))
+    return references.crossJoin(F.broadcast(steps)).withColumn(
+        "month", F.add_months("reference_month", F.col("t") - (n - 1)))
+
+
 def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_account: DataFrame,
-                     personality: DataFrame, spend_classes: list[str], months: list[dt.date]) -> DataFrame:
-    """customer x month in the window: feature vector, target vector and masks."""
-    grid_months = spark.createDataFrame([(m, i) for i, m in enumerate(months)], "month date, t int")
-    in_window = F.col("month").between(months[0], months[-1])
-    customers = monthly_account.where(in_window).select("customer_id").distinct()
-    grid = customers.crossJoin(F.broadcast(grid_months))
+                     personality: DataFrame, spend_classes: list[str], references: DataFrame,
+                     window_months: int) -> DataFrame:
+    """customer x month of the customer's window (``references``: customer_id,
+    reference_month): feature vector, this month's traits and masks."""
+    keys = ["customer_id", "month"]
+    window = window_grid(spark, references, window_months)
+    cells = window.select(*keys)
+    account = monthly_account.join(cells, keys, "left_semi")
+    grid = window.join(account.select("customer_id").distinct(), "customer_id", "left_semi")
 
     spend = F.col("spend")
-    pivot = monthly_spend.where(in_window).groupBy("customer_id", "month").agg(
+    pivot = monthly_spend.join(cells, keys, "left_semi").groupBy(*keys).agg(
         *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
         *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
         exact_sum(spend, CENTS).alias("total"),
@@ -78,7 +90,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     traits = personality.select("customer_id", "month", *TRAITS)
     rows = (
         grid.join(pivot, ["customer_id", "month"], "left")
-        .join(monthly_account.select("customer_id", "month", "income", "outflow", "end_balance"),
+        .join(account.select("customer_id", "month", "income", "outflow", "end_balance"),
               ["customer_id", "month"], "left")
         .join(traits, ["customer_id", "month"], "left")
     )
@@ -96,7 +108,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     tgt_cols = [F.col(f"_y{i}") for i in range(len(TRAITS))]
     return (
         rows.select(
-            "customer_id", "t",
+            "customer_id", "reference_month", "t",
             F.array(*[f.cast("float") for f in features]).alias("x"),
             *[c.alias(f"_y{i}") for i, c in enumerate(tgt)],
             F.col("income").isNotNull().cast("float").alias("active"),
@@ -116,14 +128,16 @@ def split_of(customer_id: Column, seed: int, split) -> Column:
 
 
 def build_sequences(per_month: DataFrame, cfg: SequencesConfig, seed: int, as_of: dt.date) -> DataFrame:
-    """Collect each customer's months, in order, into flat arrays with lengths and flags."""
+    """Collect each customer's months, in order, into flat arrays with lengths and flags;
+    ``as_of``: the run's month."""
     ordered = F.array_sort(F.collect_list(F.struct("t", "x", "y", "trait_mask", "active")))
-    seq = per_month.groupBy("customer_id").agg(ordered.alias("steps"))
+    seq = per_month.groupBy("customer_id", "reference_month").agg(ordered.alias("steps"))
     n_active = F.aggregate(F.col("steps.active"), F.lit(0.0), lambda a, x: a + x).cast("int")
     first_active = F.array_position(F.col("steps.active"), F.lit(1.0))
     return seq.select(
         "customer_id",
         F.lit(as_of).alias("as_of"),
+        "reference_month",
         F.flatten(F.col("steps.x")).alias("features"),
         F.flatten(F.col("steps.y")).alias("traits"),
         F.col("steps.trait_mask").alias("trait_mask"),
@@ -139,7 +153,8 @@ def build_sequences(per_month: DataFrame, cfg: SequencesConfig, seed: int, as_of
 
 
 def feature_stats(per_month: DataFrame, sequences: DataFrame, names: list[str]) -> DataFrame:
-    """Mean and standard deviation of each feature over active months of training customers."""
+    """Mean and standard deviation of each feature over active months of training customers
+    (``per_month`` holds only months inside each customer's window)."""
     train = sequences.where((F.col("split") == "train") & F.col("eligible")).select("customer_id")
     active = per_month.where(F.col("active") > 0).join(train, "customer_id")
     exploded = active.select(F.posexplode("x").alias("i", "v"))

@@ -64,7 +64,9 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
 
 
 def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:
-    """customer_id, loan_default (0/1) per customer, from the source's loan book, or None."""
+    """customer_id, loan_default (0/1), loan_date: one row per loan of the source's loan book,
+    or None. ``loan_date`` is null when the book has no such column (yyyy-MM-dd) or a value
+    does not parse."""
     if cfg.source.adapter == "berka":
         from microseg.sources import berka
 
@@ -73,9 +75,12 @@ def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:
         path = cfg.data_path(cfg.source.loans)
         if not file_source.list_files(spark, path):
             return None
-        loans = spark.read.option("header", "true").csv(path).select(
-            F.trim("customer_id").alias("customer_id"), F.trim("loan_status").alias("loan_status"))
+        raw = spark.read.option("header", "true").csv(path)
+        date = (F.try_to_timestamp(F.trim("loan_date"), F.lit("yyyy-MM-dd")).cast("date")
+                if "loan_date" in raw.columns else F.lit(None).cast("date"))
+        loans = raw.select(F.trim("customer_id").alias("customer_id"),
+                           F.trim("loan_status").alias("loan_status"), date.alias("loan_date"))
     else:
         return None
     is_default = F.col("loan_status").isin(cfg.source.default_statuses).cast("int")
-    return loans.groupBy("customer_id").agg(F.max(is_default).alias("loan_default"))
+    return loans.select("customer_id", is_default.alias("loan_default"), "loan_date")

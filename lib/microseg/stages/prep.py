@@ -6,10 +6,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from microseg import tracking
-from microseg.prep import aggregate, personality, sequences
+from microseg.prep import aggregate, personality, reference, sequences
 from microseg.prep.ingest import check, split
 from microseg.prep.pseudonymise import pseudonym_key, pseudonymise
 from microseg.stages.context import Context
@@ -73,16 +74,49 @@ def aggregate_stage(ctx: Context) -> dict:
     return {"monthly_spend_version": ctx.tables.version("monthly_spend")}
 
 
-def labels_stage(ctx: Context) -> dict:
-    from microseg.prep.labels import customer_labels
+def _loan_book(ctx: Context) -> DataFrame | None:
+    """The source's loans (``read_loans``) on the same pseudonyms as bronze, or None."""
     from microseg.sources.registry import read_loans
 
     loans = read_loans(ctx.spark, ctx.cfg)
-    if loans is not None and ctx.cfg.ingest.pseudonymise:   # join on the same pseudonyms as bronze
+    if loans is not None and ctx.cfg.ingest.pseudonymise:
         loans = pseudonymise(loans, "customer_id", pseudonym_key(ctx.cfg.ingest, ctx.spark))
-    out = customer_labels(ctx.tables.read("monthly_account"), loans, ctx.cfg.labels.liquidity_classes)
-    ctx.tables.overwrite("labels", out)
-    return {"labels_version": ctx.tables.version("labels"), "has_loans": loans is not None}
+    return loans
+
+
+def _references(ctx: Context, account: DataFrame, loans: DataFrame | None) -> tuple[dt.date, DataFrame]:
+    """The run's month and each customer's reference month (customer_id, reference_month),
+    persisted: the one rule the labels and sequences stages share."""
+    cfg = ctx.cfg.sequences
+    as_of = reference.run_month(account, cfg.as_of)
+    dates = reference.reference_dates(cfg.reference, loans)
+    return as_of, reference.customer_references(account, dates, as_of).persist()
+
+
+def labels_stage(ctx: Context) -> dict:
+    """Forward labels after each customer's reference month; figures: customers and how many
+    got each label, per reference month."""
+    from microseg.prep.labels import customer_labels
+
+    cfg = ctx.cfg.labels
+    account = ctx.tables.read("monthly_account")
+    loans = _loan_book(ctx)
+    as_of, refs = _references(ctx, account, loans)
+    out = customer_labels(account, refs, loans, cfg.liquidity_classes, cfg.horizon_months,
+                          undated_count=ctx.cfg.sequences.reference == "as_of")
+    version = ctx.tables.overwrite("labels", out)
+    refs.unpersist()
+    per_month = (ctx.tables.read("labels", version=version).groupBy("reference_month")
+                 .agg(F.count("*").alias("customers"), F.count("liquidity_index").alias("liquidity"),
+                      F.count("loan_default").alias("loan_default"))
+                 .orderBy("reference_month").collect())   # one row per reference month: small
+    return {"labels_version": version, "has_loans": loans is not None, "as_of": str(as_of),
+            "reference": ctx.cfg.sequences.reference, "horizon_months": cfg.horizon_months,
+            "customers": sum(r.customers for r in per_month),
+            "liquidity_labelled": sum(r.liquidity for r in per_month),
+            "default_labelled": sum(r.loan_default for r in per_month),
+            "by_reference_month": {str(r.reference_month): [r.customers, r.liquidity, r.loan_default]
+                                   for r in per_month}}
 
 
 def personality_stage(ctx: Context) -> dict:
@@ -93,18 +127,24 @@ def personality_stage(ctx: Context) -> dict:
 
 
 def sequences_stage(ctx: Context) -> dict:
+    """Each customer's window up to their reference month; the scaling fitted on training
+    customers' windows."""
     cfg = ctx.cfg.sequences
     account = ctx.tables.read("monthly_account")
-    as_of = (sequences.parse_month(cfg.as_of) if cfg.as_of else sequences.latest_month(account))
-    months = sequences.window_months(as_of, cfg.window_months)
+    as_of, refs = _references(ctx, account, _loan_book(ctx) if cfg.reference != "as_of" else None)
     classes = ctx.taxonomy.spend_classes
     per_month = sequences.monthly_features(
         ctx.spark, ctx.tables.read("monthly_spend"), account, ctx.tables.read("personality"),
-        classes, months).persist()
+        classes, refs, cfg.window_months).persist()
     seqs = sequences.build_sequences(per_month, cfg, ctx.cfg.seed, as_of)
     version = ctx.tables.overwrite("sequences", seqs)
     stats = sequences.feature_stats(per_month, ctx.tables.read("sequences", version=version),
                                     sequences.feature_names(classes))
     ctx.tables.overwrite("feature_stats", stats.withColumn("sequences_version", F.lit(version)))
     per_month.unpersist()
-    return {"as_of": str(as_of), "sequences_version": ctx.tables.version("sequences")}
+    refs.unpersist()
+    at = (ctx.tables.read("sequences", version=version)
+          .groupBy((F.col("reference_month") == F.col("as_of")).alias("at_as_of")).count().collect())
+    counts = {r.at_as_of: r["count"] for r in at}   # two rows at most
+    return {"as_of": str(as_of), "reference": cfg.reference, "sequences_version": version,
+            "customers_at_as_of": counts.get(True, 0), "customers_before_as_of": counts.get(False, 0)}

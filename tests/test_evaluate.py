@@ -3,14 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import stats as scipy_stats
 
-from microseg.evaluate import downstream, metrics, surrogate, targets
+from microseg.evaluate import downstream, encoders, metrics, references, surrogate
 from microseg.evaluate.e2e import lstm_predictor
-from microseg.evaluate.evaluation import check_claims
+from microseg.evaluate.evaluation import LIFT, check_claims
 from microseg.evaluate.result import Evaluation
-from microseg.model.train import masked_mse
 
 
 def blobs(k=4, per=50, spread=0.05, seed=0):
@@ -171,35 +169,50 @@ def test_window_inputs_average_only_active_months():
     assert inputs.tolist() == [[2.0, 3.0, 3.0, 4.0]] and names[0] == "a (window mean)"
 
 
-def granularity(lstm, ff, traits, ff_coarse=0.9):
-    return pd.DataFrame([
-        {"variant": "lstm", "ari_micro": lstm, "ari_coarse": 0.9, "ari_micro_at_planted_k": lstm},
-        {"variant": "feedforward", "ari_micro": ff, "ari_coarse": ff_coarse, "ari_micro_at_planted_k": ff},
-        {"variant": "traits", "ari_micro": traits, "ari_coarse": 0.9, "ari_micro_at_planted_k": traits}])
+def granularity(lstm, ff, traits, ff_coarse=0.95, coarse=0.99):
+    rows = []
+    for v, micro, c in (("lstm", lstm, coarse), ("feedforward", ff, ff_coarse), ("traits", traits, 0.9)):
+        rows.append({"variant": v, "ari_micro": micro, "ari_micro_at_planted_k": micro, "ari_coarse_at_planted_k": c,
+                     "degenerate": False, "degenerate_reason": None, "largest_share": 0.3, "smallest_size": 40})
+    return pd.DataFrame(rows)
 
 
-def results(lstm_high, bespoke):
+def objective_rows(static, flat, hand):
+    return pd.DataFrame([{"variant": n, "kind": "reference", "seed": 1, "measure": "ari_micro", "value": v}
+                         for n, v in zip(references.NAMES, (static, flat, hand))])
+
+
+def paired_rows(low, high, lift_low=-0.01):
     return pd.DataFrame([
-        {"model": "LSTM features", "task": "default", "metric": "roc_auc", "value": lstm_high - 0.1,
-         "ci_low": lstm_high - 0.2, "ci_high": lstm_high},
-        {"model": "bespoke GBM (RFM, class shares, balances)", "task": "default", "metric": "roc_auc",
-         "value": bespoke, "ci_low": bespoke - 0.1, "ci_high": bespoke + 0.1}])
+        {"model": "LSTM features", "task": "default", "metric": "roc_auc", "mean_diff": (low + high) / 2,
+         "diff_low": low, "diff_high": high, "splits": 15, "margin": 0.02,
+         "held": downstream.verdict(low, high, 0.02)["held"]},
+        {"model": LIFT, "task": "default", "metric": "roc_auc", "mean_diff": lift_low + 0.01,
+         "diff_low": lift_low, "diff_high": lift_low + 0.02, "splits": 15, "margin": 0.02, "held": True}])
 
 
 def test_claims_follow_the_numbers():
-    held = check_claims(granularity(0.8, 0.3, 0.2), results(0.8, 0.75)).set_index("claim")["held"]
-    assert held.iloc[0] is True and held.iloc[2] is True and held.iloc[3] is True
-    assert held.iloc[4] is None                                         # no liquidity results: n/a
-    held = check_claims(granularity(0.2, 0.3, 0.2, ff_coarse=0.1), results(0.6, 0.8)).set_index("claim")["held"]
-    assert held.iloc[0] is False and held.iloc[2] is False and held.iloc[3] is False
-    no_truth = check_claims(granularity(np.nan, np.nan, np.nan), results(0.8, 0.7))
-    assert no_truth["held"].iloc[0] is None
+    claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45), paired_rows(-0.01, 0.01),
+                          "1 shape").set_index("claim")["held"]
+    got = claims.tolist()
+    assert got[:5] == [True, True, True, True, True]       # beats simple refs, >= hand-made, coarse, paper x2
+    assert got[5] is True                                   # not degenerate
+    assert got[6] is True and got[7] is False               # as good as bespoke; the lift's interval holds 0
+    assert got[8] is None                                   # no liquidity results: not checkable
+    worse = check_claims(granularity(0.41, 0.45, 0.2, coarse=0.9), objective_rows(0.2, 0.4, 0.6),
+                         paired_rows(-0.08, -0.01, lift_low=0.01), "1 shape")["held"].tolist()
+    assert worse[:4] == [False, False, False, False]       # 0.41 does not clear 0.40 by the margin
+    assert worse[6] is False and worse[7] is True
+    no_truth = check_claims(granularity(np.nan, np.nan, np.nan), pd.DataFrame(columns=["variant", "kind", "seed",
+                            "measure", "value"]), paired_rows(-0.01, 0.01), "1 shape")
+    assert no_truth["held"].iloc[0] is None and no_truth["held"].iloc[1] is None
 
 
 def test_evaluation_json_is_strict_and_round_trips():
-    ev = Evaluation(granularity=granularity(np.nan, 0.3, 0.2), k_curves=pd.DataFrame(), downstream=results(0.8, 0.7),
-                    surrogate={"r2": float("nan")}, drivers=pd.DataFrame(), map_points=pd.DataFrame(),
-                    profiles=pd.DataFrame(), spend_mix=pd.DataFrame(), claims=pd.DataFrame(), meta={"a": 1})
+    ev = Evaluation(granularity=granularity(np.nan, 0.3, 0.2), k_curves=pd.DataFrame(), objectives=pd.DataFrame(),
+                    downstream=pd.DataFrame(), paired=paired_rows(-0.01, 0.01), surrogate={"r2": float("nan")},
+                    drivers=pd.DataFrame(), map_points=pd.DataFrame(), profiles=pd.DataFrame(),
+                    spend_mix=pd.DataFrame(), claims=pd.DataFrame(), meta={"a": 1})
     import json
 
     text = ev.to_json()
@@ -208,38 +221,61 @@ def test_evaluation_json_is_strict_and_round_trips():
     assert np.isnan(back.granularity.loc[0, "ari_micro"]) and back.granularity.loc[1, "ari_micro"] == 0.3
 
 
-def test_monthly_targets_and_their_next_month_shift():
-    cells = pd.Series([[{"t": 0, "v": [1.0] * 5}, {"t": 2, "v": [3.0] * 5}], None])
-    y, mask = targets.monthly_targets(cells, months=3)
-    assert y.shape == (2, 3, 5) and mask.tolist() == [[1, 0, 1], [0, 0, 0]]
-    assert y[0, :, 0].tolist() == [1.0, 0.0, 3.0]
-    now, now_mask = targets.shifted(y, mask, "current")
-    assert now is y and now_mask is mask
-    nxt, nxt_mask = targets.shifted(y, mask, "next")
-    assert nxt[0, :, 0].tolist() == [0.0, 3.0, 0.0]                  # month t learns month t+1
-    assert nxt_mask[0].tolist() == [0, 1, 0]                          # the last month has no target
+def planted_sequences(n_per=40, months=12, seed=0):
+    """Two coarse groups (which class dominates) x two micro-segments (steady, or a drift
+    from class 0 to class 1); features in the pipeline's layout with C = 3 classes."""
+    rng = np.random.default_rng(seed)
+    c, rows, truth = 3, [], []
+    for group in range(2):
+        for micro in range(2):
+            for _ in range(n_per):
+                base = np.array([0.45, 0.45, 0.1]) if group == 0 else np.array([0.25, 0.25, 0.5])
+                drift = (np.linspace(-1, 1, months) if micro else np.zeros(months))[:, None] * 0.8 * np.array([1, -1, 0])
+                shares = np.clip(base + drift * min(base[0], base[1]) + rng.normal(0, 0.02, (months, c)), 0, None)
+                shares /= shares.sum(1, keepdims=True)
+                x = np.zeros((months, 3 * c + 3), np.float32)
+                x[:, :c], x[:, c:2 * c], x[:, 2 * c:3 * c] = np.log1p(100 * shares), shares, np.log1p(3 * shares)
+                x[:, -3:] = [7.0, 6.5, 8.0]
+                rows.append(x)
+                truth.append((group, 2 * group + micro))
+    t = np.array(truth)
+    return np.stack(rows), pd.DataFrame({"coarse_group": t[:, 0], "micro_segment": t[:, 1]})
 
 
-def test_target_encoder_learns_a_masked_target():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(256, 6, 3)).astype(np.float32)
-    y = np.repeat(x[:, :, :1], 5, axis=2)                             # traits = the first feature
-    mask = (rng.random((256, 6)) > 0.3).astype(np.float32)
-    scaling = ([0.0] * 3, [1.0] * 3)
-    spec = {"kind": "lstm", "n_features": 3, "hidden": 8, "layers": 1, "dropout": 0.0, "n_targets": 5}
-    before = targets.train_encoder(x, y, mask, scaling, spec, epochs=1, batch_size=64, learning_rate=0.0, seed=0)
-    after = targets.train_encoder(x, y, mask, scaling, spec, epochs=20, batch_size=64, learning_rate=0.01, seed=0)
-    def loss(model):
-        with torch.inference_mode():
-            return float(masked_mse(model(torch.from_numpy(x)), torch.from_numpy(y), torch.from_numpy(mask)))
-
-    assert loss(after) < 0.2 * loss(before)
+def test_references_see_mix_and_dynamics_from_the_same_features():
+    x, truth = planted_sequences()
+    refs = references.reference_features(x)
+    assert set(refs) == set(references.NAMES)
+    assert refs["static shares"].shape == (len(x), 3) and refs["flattened monthly shares"].shape == (len(x), 36)
+    np.testing.assert_allclose(refs["static shares"], x[:, :, 3:6].mean(1), atol=1e-6)
+    static = encoders.planted_scores(refs["static shares"], truth, 0)
+    temporal = encoders.planted_scores(refs["hand-made temporal"], truth, 0)
+    assert static["ari_coarse"] == pytest.approx(1.0) and static["ari_micro"] < 0.6   # the mix: groups only
+    assert temporal["ari_micro"] > 0.9 and temporal["ari_two_level"] > 0.9            # the drift: micro too
 
 
-def test_target_summary_is_mean_and_range_over_seeds():
-    frame = pd.DataFrame({"target": ["next"] * 3 + ["current"], "seed": [1, 2, 3, 1],
-                          "measure": ["ari"] * 4, "value": [0.2, 0.4, 0.9, 0.5]})
-    got = targets.summary(frame).set_index("target")
-    assert got.loc["next", "mean"] == pytest.approx(0.5)
-    assert (got.loc["next", "min"], got.loc["next", "max"], got.loc["next", "count"]) == (0.2, 0.9, 3)
-    assert got.loc["current", "count"] == 1
+def test_bespoke_aggregates_invert_the_features():
+    x, _ = planted_sequences(n_per=2)
+    x[0, :4] = 0.0                                           # a late joiner: 4 months before the history
+    agg, names = references.bespoke_aggregates(x)
+    col = dict(zip(names, agg[0]))
+    assert col["active_months"] == 8 and col["recency_months"] == 0
+    assert col["income_mean"] == pytest.approx(np.expm1(7.0), rel=1e-5)
+    assert col["balance_min"] == pytest.approx(np.expm1(8.0), rel=1e-5)
+    assert agg[0, len(names) - 3:].sum() == pytest.approx(1.0)     # the window's class shares
+
+
+def test_objective_comparison_trains_each_objective_per_seed_beside_the_references():
+    x, truth = planted_sequences(n_per=16, months=8)
+    traits = np.repeat(x[:, :, 3:4], 5, axis=2)
+    customers = truth.assign(split=np.where(np.arange(len(x)) % 4 == 0, "test", "train"))
+    scaling = (x.reshape(-1, x.shape[2]).mean(0).tolist(), (x.reshape(-1, x.shape[2]).std(0) + 1e-3).tolist())
+    spec = {"kind": "lstm", "n_features": x.shape[2], "months": 8, "hidden": 4}
+    rows, vectors = encoders.compare(customers, x, traits, np.ones(x.shape[:2], np.float32), scaling, spec,
+                                     ["next", "shape"], epochs=2, batch_size=16, learning_rate=0.01, seeds=[1, 2])
+    learned = rows[rows["kind"] == "learned"]
+    assert set(learned["variant"]) == {"next", "shape"} and set(learned["seed"]) == {1, 2}
+    assert set(rows["measure"]) >= {"ari_micro", "ari_coarse", "ari_two_level", "held_out_loss"}
+    assert vectors["shape"].shape == (len(x), 4) and set(vectors) >= set(references.NAMES)
+    summary = encoders.summary(rows).set_index(["variant", "measure"])
+    assert summary.loc[("next", "ari_micro"), "count"] == 2 and summary.loc[("static shares", "ari_micro"), "count"] == 1

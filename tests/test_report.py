@@ -16,7 +16,8 @@ from microseg.report.html import render, segment_descriptions, write_report
 from microseg.taxonomy import TRAITS
 
 HEADINGS = ["What the segments are", "Claims checked", "Granularity across variants", "Segment map",
-            "Trait profiles", "Spend mix", "Segment sizes", "Downstream tasks", "What drives each segment"]
+            "Encoder objectives against the simple references", "Trait profiles", "Spend mix", "Segment sizes",
+            "Downstream tasks", "What drives each segment"]
 VARIANTS = ["lstm", "feedforward", "traits"]
 
 
@@ -51,10 +52,17 @@ def _evaluation() -> Evaluation:
     k_curves = pd.DataFrame([(v, k, 0.2 + 0.05 * k * (i + 1) / (k * k)) for i, v in enumerate(VARIANTS)
                              for k in range(2, 7)], columns=["variant", "k", "silhouette"])
     downstream = pd.DataFrame([
-        ("synthetic", "default", "lstm features", "roc_auc", 0.81, 0.77, 0.85, 400),
-        ("synthetic", "default", "bespoke gbm", "roc_auc", 0.79, 0.74, 0.83, 400),
-        ("synthetic", "liquidity", "lstm features", "macro_f1", 0.55, np.nan, np.nan, 400),
-    ], columns=["dataset", "task", "model", "metric", "value", "ci_low", "ci_high", "n_test"])
+        ("synthetic", "default", "lstm features", "roc_auc", 0.81, 0.04, 15, 400, 60),
+        ("synthetic", "default", "bespoke gbm", "roc_auc", 0.79, 0.05, 15, 400, 60),
+        ("synthetic", "liquidity", "lstm features", "macro_f1", 0.55, np.nan, 15, 400, np.nan),
+    ], columns=["dataset", "task", "model", "metric", "mean", "sd", "splits", "n_labelled", "n_positive"])
+    paired = pd.DataFrame([("lstm features", "bespoke gbm", "default", "roc_auc", 0.02, 0.03, -0.01, 0.05, 15,
+                            0.25, 0.02, True)],
+                          columns=["model", "reference", "task", "metric", "mean_diff", "sd_diff", "diff_low",
+                                   "diff_high", "splits", "test_train_ratio", "margin", "held"])
+    objectives = pd.DataFrame([("shape", "learned", s, "ari_micro", v) for s, v in ((1, 0.3), (2, 0.5))]
+                              + [("hand-made temporal", "reference", 1, "ari_micro", 0.6)],
+                              columns=["variant", "kind", "seed", "measure", "value"])
     drivers = pd.DataFrame([(s, r, f"spend_{c}_{r}", (-1) ** r * (1.0 - 0.2 * r))
                             for s in range(3) for r, c in enumerate(["travel", "pubs", "savings"])],
                            columns=["segment", "rank", "feature", "score"])
@@ -68,7 +76,7 @@ def _evaluation() -> Evaluation:
         "held": [True, False, None],
         "evidence": ["k 3 vs 4 & silhouette 0.41 vs 0.32", "AUC 0.81 vs 0.79", "no ground truth"]})
     return Evaluation(
-        granularity=granularity, k_curves=k_curves, downstream=downstream,
+        granularity=granularity, k_curves=k_curves, objectives=objectives, downstream=downstream, paired=paired,
         surrogate={"r2": 0.83, "r2_per_dim": [0.7, 0.9], "inputs": 12, "rows": 3000},
         drivers=drivers, map_points=points, profiles=_profiles(), spend_mix=_spend_mix(), claims=claims,
         meta={"as_of": "2024-12", "dataset": "synthetic", "model_versions": {"lstm": 3, "feedforward": 2},
@@ -113,7 +121,8 @@ def test_page_has_every_section_a_description_per_segment_and_the_run_facts(ev, 
     for description in segment_descriptions(ev.profiles, ev.spend_mix).values():
         assert description in page
     assert "✓ held" in page and "✗ did not hold" in page and "n/a" in page
-    assert "0.81 [0.77, 0.85]" in page and "0.55 [–, –]" in page
+    assert "0.81 ± 0.04" in page and "0.55 ± –" in page
+    assert "+0.020 [-0.010, +0.050]" in page and "0.4 [0.3, 0.5]" in page and "0.6" in page
     assert "gold.segments: 7" in page and "abc123" in page
     assert "R² = 0.83" in page
 
@@ -130,7 +139,7 @@ def test_text_is_escaped(page):
 
 def test_missing_results_give_a_note_not_an_error(ev):
     sparse = dataclasses.replace(
-        ev, downstream=pd.DataFrame(), drivers=pd.DataFrame(columns=["segment", "rank", "feature", "score"]),
+        ev, downstream=pd.DataFrame(), paired=pd.DataFrame(), objectives=pd.DataFrame(), drivers=pd.DataFrame(columns=["segment", "rank", "feature", "score"]),
         map_points=ev.map_points.query("variant == 'lstm'"), k_curves=pd.DataFrame(),
         granularity=ev.granularity.assign(ari_coarse=np.nan, ari_micro=np.nan))
     figures = all_figures(sparse)
@@ -144,7 +153,8 @@ def test_missing_results_give_a_note_not_an_error(ev):
 
 def test_an_evaluation_with_nothing_in_it_still_renders():
     empty = pd.DataFrame()
-    nothing = Evaluation(granularity=empty, k_curves=empty, downstream=empty, surrogate={}, drivers=empty,
+    nothing = Evaluation(granularity=empty, k_curves=empty, objectives=empty, downstream=empty, paired=empty,
+                         surrogate={}, drivers=empty,
                          map_points=empty, profiles=empty, spend_mix=empty, claims=empty)
     figures = all_figures(nothing)
     assert all(_texts(fig) for fig in figures.values())

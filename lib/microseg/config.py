@@ -160,7 +160,7 @@ class ModelConfig(_Strict):
     hidden: int = Field(32, ge=1)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    objective: str | dict[str, float] = "next"       # a named objective, or {part: weight} (model/objectives.py)
+    objective: str | dict[str, float] = "shape"      # a named objective, or {part: weight} (model/objectives.py)
     embedding: Literal["last", "last_cell", "pooled"] = "last"   # LSTM: which states make the customer vector
     learning_rate: float = Field(0.005, gt=0)
     lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs

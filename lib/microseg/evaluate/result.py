@@ -15,15 +15,24 @@ import pandas as pd
 
 @dataclass
 class Evaluation:
-    # one row per feature variant ("lstm", "feedforward", "traits"): variant, k, silhouette,
-    # davies_bouldin, trait_var_within (share of trait variance left within segments),
-    # size_min, size_median, size_max, ari_coarse, ari_micro (NaN without ground truth)
+    # one row per feature variant ("lstm", "feedforward", "traits"): variant, k, k_coarse,
+    # silhouette, davies_bouldin, trait_var_within (share of trait variance left within
+    # segments), size_min, size_median, size_max, largest_share, smallest_size, degenerate,
+    # degenerate_reason, ari_coarse, ari_micro (the pipeline's segments), and at the planted
+    # k: ari_micro_at_planted_k, ari_coarse_at_planted_k, ari_two_level_at_planted_k (NaN
+    # without ground truth)
     granularity: pd.DataFrame
     # variant, k, silhouette: the k-selection curve of each variant's segmentation run
     k_curves: pd.DataFrame
-    # dataset, task ("default" | "liquidity"), model (e.g. "lstm features", "bespoke gbm"),
-    # metric ("roc_auc" | "pr_auc" | "macro_f1"), value, ci_low, ci_high, n_test
+    # variant (an objective or a reference), kind ("learned" | "reference"), seed, measure
+    # (ari_micro, ari_coarse, ari_two_level at the planted k; held_out_loss; dims), value
+    objectives: pd.DataFrame
+    # repeated stratified k-fold per (model, task, metric): mean, sd, splits, n_labelled,
+    # n_positive, seconds_per_fold, dataset
     downstream: pd.DataFrame
+    # every model minus the bespoke GBM on the same folds: mean_diff, sd_diff, diff_low,
+    # diff_high (corrected resampled t interval), splits, margin, held
+    paired: pd.DataFrame
     # surrogate fidelity: {"r2": float, "r2_per_dim": [..], "inputs": int, "rows": int}
     surrogate: dict
     # segment, rank, feature, score: the inputs that drive each segment most (LSTM)
@@ -37,9 +46,6 @@ class Evaluation:
     spend_mix: pd.DataFrame
     # claim, held (bool or None when not checkable), evidence (one sentence with numbers)
     claims: pd.DataFrame
-    # target, seed, measure, value: this month's vs next month's traits as the LSTM target,
-    # both trained alike on the sample per seed (test_mse, ari_*_at_planted_k, downstream)
-    targets: pd.DataFrame = field(default_factory=pd.DataFrame)
     # run facts: as_of, dataset, model versions, table versions, code version, customers
     meta: dict = field(default_factory=dict)
 

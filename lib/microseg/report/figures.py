@@ -200,19 +200,17 @@ def k_curves(curves: pd.DataFrame, granularity: pd.DataFrame) -> Figure:
 
 
 def downstream(results: pd.DataFrame) -> Figure:
-    """Point estimates with 95% intervals, one panel per (dataset, task, metric)."""
-    title = "Downstream tasks (bootstrap 95% intervals)"
-    results = _usable(results, ["dataset", "task", "metric", "model", "value"])
+    """Mean over the cross-validation folds with +- one sd, one panel per (dataset, task, metric)."""
+    title = "Downstream tasks (repeated stratified k-fold: mean ± sd)"
+    results = _usable(results, ["dataset", "task", "metric", "model", "mean"])
     if results.empty:
         return _no_data(title, "no downstream results (no labels in this run)")
     groups = list(results.groupby(["dataset", "task", "metric"], sort=False))
     rows = max(len(sub) for _, sub in groups)
     fig, axes = _grid(len(groups), 2, 5.5, 0.4 * rows + 1.3)
     for ax, ((dataset, task, metric), sub) in zip(axes, groups):
-        below = (sub["value"] - sub.get("ci_low", np.nan)).clip(lower=0).fillna(0)
-        above = (sub.get("ci_high", np.nan) - sub["value"]).clip(lower=0).fillna(0)
         y = np.arange(len(sub))
-        ax.errorbar(sub["value"], y, xerr=[below, above], fmt="o", capsize=3)
+        ax.errorbar(sub["mean"], y, xerr=sub["sd"].fillna(0), fmt="o", capsize=3)
         ax.set_yticks(y, [_plain(m) for m in sub["model"]], fontsize=8)
         ax.invert_yaxis()
         ax.set_xlabel(_plain(metric))

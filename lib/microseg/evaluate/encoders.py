@@ -1,0 +1,90 @@
+"""Which objective should the encoder learn? Every objective of ``evaluate.objectives`` is
+trained the same way (the configured encoder's size, the same sample, epochs and optimiser,
+the training split only) over several seeds, and its hidden states are judged beside the
+simple references (``evaluate.references``) at the planted granularity: ARI against the
+planted micro-segments and coarse groups at the planted k, and two-level ARI.
+
+The same loop trains the pipeline's default in memory for the central-claim test.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from microseg.evaluate import metrics, references
+from microseg.evaluate.fit import fit
+from microseg.model import objectives
+from microseg.model.networks import batch_of, build_model
+
+
+def train_encoder(x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling, spec: dict, epochs: int,
+                  batch_size: int, learning_rate: float, seed: int) -> torch.nn.Module:
+    """The encoder of ``spec`` fitted on (x [n, T, F], traits [n, T, 5], trait_mask [n, T])."""
+    torch.manual_seed(seed)
+    model = build_model(spec)
+    model.set_scaling(*scaling)
+    return fit(model, (x.astype(np.float32), traits.astype(np.float32), trait_mask.astype(np.float32)),
+               lambda m, xb, tb, mb: objectives.loss(m, batch_of(xb, tb, mb))[0],
+               epochs, batch_size, learning_rate, seed)
+
+
+def embed(model: torch.nn.Module, x: np.ndarray, rows: int = 4096) -> np.ndarray:
+    """Customer vectors of ``x`` in chunks of ``rows``."""
+    with torch.inference_mode():
+        return np.concatenate([model.embed(torch.from_numpy(x[i:i + rows].astype(np.float32))).numpy()
+                               for i in range(0, len(x), rows)]).astype(np.float64)
+
+
+def planted_scores(vectors: np.ndarray, customers: pd.DataFrame, seed: int) -> dict[str, float]:
+    """ARI at the planted k against the planted micro-segments and coarse groups, and the
+    two-level ARI (planted coarse k, then the planted micro k per coarse cluster)."""
+    micro, coarse = customers["micro_segment"].to_numpy(), customers["coarse_group"].to_numpy()
+    k_micro, k_coarse = len(np.unique(micro)), len(np.unique(coarse))
+    per_group = max(1, round(k_micro / k_coarse))
+    return {
+        "ari_micro": metrics.ari(metrics.kmeans_labels(vectors, k_micro, seed), micro),
+        "ari_coarse": metrics.ari(metrics.kmeans_labels(vectors, k_coarse, seed), coarse),
+        "ari_two_level": metrics.ari(references.two_level_labels(vectors, k_coarse, per_group, seed), micro),
+    }
+
+
+def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling,
+            spec: dict, objective_names: list[str], epochs: int, batch_size: int, learning_rate: float,
+            seeds: list[int]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Rows (variant, kind, seed, measure, value) for every objective x seed and every
+    reference, and each variant's vectors of the first seed (for the downstream tasks).
+    ``customers`` has ``split`` and, on generated data, the planted columns; encoders see
+    the train split only."""
+    train = (customers["split"] == "train").to_numpy()
+    planted = "micro_segment" in customers
+    rows, vectors = [], {}
+
+    def score(name: str, kind: str, seed: int, v: np.ndarray, extra: dict) -> None:
+        measures = {**extra, **(planted_scores(v, customers, seed) if planted else {})}
+        rows.extend({"variant": name, "kind": kind, "seed": seed, "measure": m, "value": float(val)}
+                    for m, val in measures.items())
+
+    for name, v in references.reference_features(x).items():
+        vectors[name] = v
+        score(name, "reference", seeds[0], v, {"dims": v.shape[1]})
+    for objective in objective_names:
+        for seed in seeds:
+            model = train_encoder(x[train], traits[train], trait_mask[train], scaling,
+                                  {**spec, "objective": objective}, epochs, batch_size, learning_rate, seed)
+            v = embed(model, x)
+            if seed == seeds[0]:
+                vectors[objective] = v
+            with torch.inference_mode():
+                held = ~train
+                loss, _ = objectives.loss(model, batch_of(*(torch.from_numpy(a[held].astype(np.float32))
+                                                           for a in (x, traits, trait_mask))))
+            score(objective, "learned", seed, v, {"held_out_loss": float(loss), "dims": v.shape[1]})
+    return pd.DataFrame(rows, columns=["variant", "kind", "seed", "measure", "value"]), vectors
+
+
+def summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per (variant, kind, measure): mean, min and max over the seeds."""
+    return (frame.groupby(["variant", "kind", "measure"], sort=False)["value"]
+            .agg(["mean", "min", "max", "count"]).reset_index())

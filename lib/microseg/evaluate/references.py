@@ -1,0 +1,83 @@
+"""The simple references every learned variant must beat, computed from the same
+``gold.sequences`` features the encoders read (nothing trained):
+
+- ``static shares``: each class's mean share over the customer's valid months;
+- ``flattened monthly shares``: every month's class shares side by side (T x C values);
+- ``hand-made temporal``: per class the window mean, volatility, trend, 6- and 12-month
+  seasonal projections and level change (``model.shape``), each column standardised.
+
+And the two-level clustering that judges any representation at the planted granularity
+(coarse k, then the same micro k inside each coarse cluster).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.preprocessing import StandardScaler
+
+from microseg.evaluate.metrics import kmeans_labels
+from microseg.model.networks import N_ACCOUNT, batch_of
+from microseg.model.shape import trajectory_shape
+
+NAMES = ("static shares", "flattened monthly shares", "hand-made temporal")
+BESPOKE = "bespoke GBM (RFM, class shares, balances)"
+
+
+def n_classes(n_features: int) -> int:
+    return (n_features - N_ACCOUNT) // 3
+
+
+def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
+    """The three references for raw features ``x`` [n, T, F] (float32)."""
+    c = n_classes(x.shape[2])
+    batch = batch_of(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+    shares = batch.x[..., c:2 * c]
+    v = batch.valid.unsqueeze(-1)
+    static = (shares * v).sum(1) / v.sum(1).clamp(min=1.0)
+    temporal = trajectory_shape(shares, batch.valid).numpy().astype(np.float64)
+    return {
+        NAMES[0]: static.numpy().astype(np.float64),
+        NAMES[1]: x[..., c:2 * c].reshape(len(x), -1).astype(np.float64),
+        NAMES[2]: StandardScaler().fit_transform(temporal),
+    }
+
+
+def two_level_labels(x: np.ndarray, k_coarse: int, k_micro: int, seed: int) -> np.ndarray:
+    """Coarse KMeans at ``k_coarse``, then KMeans at ``k_micro`` inside each coarse
+    cluster; the micro label is coarse * k_micro + local."""
+    coarse = kmeans_labels(x, k_coarse, seed)
+    out = np.zeros(len(x), dtype=int)
+    for g in np.unique(coarse):
+        members = coarse == g
+        local = kmeans_labels(x[members], k_micro, seed) if members.sum() > k_micro else np.arange(members.sum())
+        out[members] = g * k_micro + local
+    return out
+
+
+def bespoke_aggregates(x: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """What a bespoke model is built on, from the same features (so point in time by
+    construction): recency, active months, frequency, monetary value, each class's spend
+    share over the window, and balance, income and outflow statistics over active months."""
+    c = n_classes(x.shape[2])
+    x = x.astype(np.float64)
+    active = (x != 0).any(-1)
+    n = np.maximum(active.sum(1), 1)
+    t = np.arange(x.shape[1])
+    last = np.where(active, t, -1).max(1)
+    spend = np.expm1(x[..., :c])
+    shares = spend.sum(1) / np.maximum(spend.sum((1, 2)), 1e-9)[:, None]
+    balance = np.sign(x[..., -1]) * np.expm1(np.abs(x[..., -1]))
+    income, outflow = np.expm1(x[..., -3]), np.expm1(x[..., -2])
+
+    def stats(v: np.ndarray) -> list[np.ndarray]:
+        mean = (v * active).sum(1) / n
+        return [mean, np.sqrt((((v - mean[:, None]) * active) ** 2).sum(1) / n)]
+
+    big = np.where(active, balance, np.inf), np.where(active, balance, -np.inf)
+    columns = [x.shape[1] - 1 - last, active.sum(1), np.expm1(x[..., 2 * c:3 * c]).sum((1, 2)),
+               (outflow * active).sum(1), *stats(balance), np.where(active.any(1), big[0].min(1), 0.0),
+               np.where(active.any(1), big[1].max(1), 0.0), *stats(income), *stats(outflow)]
+    names = ["recency_months", "active_months", "frequency", "monetary", "balance_mean", "balance_std",
+             "balance_min", "balance_max", "income_mean", "income_std", "outflow_mean", "outflow_std"]
+    return np.column_stack([*columns, shares]), names + [f"share__{i}" for i in range(c)]

@@ -44,7 +44,7 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
     cmd = [sys.executable, "-m", "microseg", "run", "--stage", "all", "--progress-every", "0",
            "--set", f"tables.root={root}", "--set", f"generator.customers={customers}",
            "--set", f"generator.partitions={partitions}", "--set", f"spark.shuffle_partitions={partitions}",
-           "--set", "model.epochs=3", "--set", "segment.k_grid=[8,12,16]"]
+           "--set", "model.epochs=3", "--set", "segment.coarse_k_grid=[3,4,6]"]
     peaks = {"tree": 0.0, "driver": 0.0}
     stop = threading.Event()
     start = time.perf_counter()

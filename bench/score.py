@@ -115,12 +115,10 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
     emb = embed_customers(df, state_bytes(model), spec, "1").persist()
     emb.count()
     start = time.perf_counter()
-    seg_cfg = SegmentConfig(k=12)
-    centroids = segment.fit_centroids(emb, seg_cfg, 1)
-    coarse = segment.coarse_labels(centroids, seg_cfg.coarse_k)
-    segment.assign(emb, centroids, coarse).write.format("noop").mode("overwrite").save()
+    seg = segment.fit(emb, SegmentConfig(coarse_k=4, k=3), 1)
+    segment.assign(emb, seg).write.format("noop").mode("overwrite").save()
     seg_seconds = time.perf_counter() - start
-    print(f"  segment (fit k=12 + assign): {seg_seconds:.1f} s for {n} rows", flush=True)
+    print(f"  segment (fit 4 coarse x 3 micro + assign): {seg_seconds:.1f} s for {n} rows", flush=True)
     emb.unpersist()
     df.unpersist()
     return {

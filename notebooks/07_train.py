@@ -7,6 +7,7 @@
 # MAGIC
 # MAGIC Widgets: `env`, `conf`, `overrides` (`key=value; ...`), and one per setting:
 # MAGIC - `kind`: `model.kind`
+# MAGIC - `objective`: `model.objective`
 # MAGIC - `epochs`: `model.epochs`
 # MAGIC - `launcher`: `train.launcher`
 # MAGIC - `num_processes`: `train.num_processes`
@@ -30,6 +31,7 @@ from microseg import notebook  # noqa: E402
 
 cfg = notebook.settings(
     kind="model.kind",
+    objective="model.objective",
     epochs="model.epochs",
     launcher="train.launcher",
     num_processes="train.num_processes",

@@ -13,11 +13,12 @@ from microseg.score.embed import embed_customers
 def test_udf_embeddings_equal_the_plain_model(spark):
     torch.manual_seed(0)
     t, f = 6, 4
-    model = LSTMEncoder(n_features=f, hidden=8)
+    model = LSTMEncoder({"n_features": f, "hidden": 8, "months": t, "objective": "shape"})
     model.set_scaling(np.arange(f), np.full(f, 2.0))
     model.eval()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(50, t, f)).astype("float32")
+    x[:10, :2] = 0.0                                  # short histories: padding the encoder skips
     df = spark.createDataFrame(
         [(f"C{i}", x[i].ravel().tolist()) for i in range(50)], "customer_id string, features array<float>"
     ).selectExpr("*", "date'2024-03-01' as as_of").repartition(3)

@@ -219,11 +219,11 @@ class MlflowConfig(_Strict):
 
 class EvaluateConfig(_Strict):
     sample_rows: int = Field(20_000, ge=100)     # customers evaluated (a sample: small by construction)
-    bootstrap: int = Field(500, ge=10)           # resamples for the 95% intervals
+    gbm_iterations: int = Field(100, ge=10)      # boosting rounds of every downstream GBM
     map_rows: int = Field(2_000, ge=100)         # points in the 2-D map
     e2e_epochs: int = Field(8, ge=1)             # the bespoke LSTM trained end-to-end on each label
     cv_folds: int = Field(5, ge=2)               # downstream: stratified k-fold over all labelled customers
-    cv_repeats: int = Field(3, ge=1)             # ... repeated with reshuffled folds
+    cv_repeats: int = Field(2, ge=1)             # ... repeated with reshuffled folds
     objectives: list[str] = ["current", "next", "multi_horizon", "reconstruct", "shape"]   # compared in-memory
     objective_epochs: int = Field(15, ge=1)      # epochs of each encoder in the objective comparison
     objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)

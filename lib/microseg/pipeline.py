@@ -101,6 +101,11 @@ FLOWS = {
 }
 
 
+# A scoring month reads every customer up to as_of: its outcomes are not observed yet, so
+# references such as a loan's grant date (for forward labels) do not apply.
+FLOW_SETTINGS = {"monthly": {"sequences.reference": "as_of"}}
+
+
 def flow_stages(cfg: Settings, flow: str) -> list[str]:
     """The stages ``flow`` runs, in order: for ``all`` the config's ``stages`` when set."""
     names = cfg.stages if flow == "all" and cfg.stages else FLOWS[flow]
@@ -112,8 +117,10 @@ def flow_stages(cfg: Settings, flow: str) -> list[str]:
 
 def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None,
             flow: str = "all") -> dict[str, dict]:
-    """The stages of ``flow`` in order; for ``all``, the config's ``stages`` list when set
-    (e.g. no ``generate`` for a real source)."""
+    """The stages of ``flow`` in order, with the flow's own settings (``FLOW_SETTINGS``); for
+    ``all``, the config's ``stages`` list when set (e.g. no ``generate`` for a real source)."""
+    if FLOW_SETTINGS.get(flow):
+        ctx = Context(ctx.cfg.with_overrides(**FLOW_SETTINGS[flow]), ctx.spark, ctx.tables, ctx.taxonomy)
     results = {}
     for name in flow_stages(ctx.cfg, flow):
         results[name] = run_stage(name, ctx)

@@ -111,10 +111,9 @@ def _k_curves(variants: list[str]) -> pd.DataFrame:
         if not runs:
             continue
         try:
-            curve = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/silhouette_by_k.json")
+            curve = mlflow.artifacts.load_dict(f"{runs[0].info.artifact_uri}/silhouette_by_coarse_k.json")
         except Exception:   # k was fixed in config: no curve was logged
             continue
-        curve = curve.get("coarse", curve)
         rows += [{"variant": v, "k": int(k), "silhouette": s} for k, s in curve.items()]
     return pd.DataFrame(rows, columns=["variant", "k", "silhouette"])
 
@@ -124,7 +123,7 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, refs
     """Every feature set and the bespoke models on the same repeated stratified folds:
     (summary per model, paired differences against the bespoke GBM, tasks skipped)."""
     cfg = ctx.cfg
-    predict = downstream.tabular_predictor(cfg.seed)
+    predict = downstream.tabular_predictor(cfg.seed, cfg.evaluate.gbm_iterations)
     bespoke, _ = references.bespoke_aggregates(x)
     models = {LABELS[v]: (frames.to_matrix(pdf, f"vec_{v}"), predict) for v in variants}
     models.update({name: (refs[name], predict) for name in references.NAMES})

@@ -7,12 +7,10 @@ the sequences stage masks them.
 
 from __future__ import annotations
 
-import datetime as dt
-
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from microseg.prep.stable import CENTS, exact_mean, exact_sum
+from microseg.prep.stable import CENTS, exact_sum
 from microseg.taxonomy import TRAITS, Taxonomy
 
 
@@ -36,7 +34,14 @@ def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFram
     )
 
 
-def window_traits(personality: DataFrame, months: list[dt.date]) -> DataFrame:
-    """customer_id, embedding: each customer's mean trait vector over the window's months."""
-    pers = personality.where(F.col("month").between(months[0], months[-1]))
-    return pers.groupBy("customer_id").agg(F.array(*[exact_mean(F.col(t), 12) for t in TRAITS]).alias("embedding"))
+def window_traits(sequences: DataFrame) -> DataFrame:
+    """customer_id, embedding: each customer's mean trait vector over the months of their own
+    window in ``gold.sequences`` (so up to their reference month) that have a personality;
+    one row's own arrays, so the same bits whatever the row order."""
+    n = len(TRAITS)
+    months = F.size("trait_mask")
+    weight = F.aggregate("trait_mask", F.lit(0.0).cast("double"), lambda acc, m: acc + m)
+    means = [F.aggregate(F.sequence(F.lit(0), months - 1), F.lit(0.0).cast("double"),
+                         lambda acc, t, j=j: acc + F.col("traits")[t * n + j] * F.col("trait_mask")[t])
+             / F.greatest(weight, F.lit(1.0)) for j in range(n)]
+    return sequences.select("customer_id", F.array(*means).alias("embedding"))

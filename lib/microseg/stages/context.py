@@ -17,7 +17,7 @@ from pyspark.sql import functions as F
 
 from microseg import tracking
 from microseg.config import Settings
-from microseg.prep import personality, sequences
+from microseg.prep import personality
 from microseg.spark import get_spark
 from microseg.tables import Tables
 from microseg.taxonomy import Taxonomy, load_taxonomy
@@ -108,8 +108,7 @@ def segment_inputs(ctx: Context, as_of: dt.date) -> tuple[DataFrame, str, str | 
     registered model the vectors come from (None for raw traits)."""
     cfg = ctx.cfg
     if cfg.segment.features == "traits":
-        months = sequences.window_months(as_of, cfg.sequences.window_months)
-        vectors = personality.window_traits(ctx.tables.read("personality"), months).select(
+        vectors = personality.window_traits(ctx.tables.read("sequences")).select(
             "customer_id", F.lit(as_of).alias("as_of"),
             F.lit(f"traits@{ctx.taxonomy.version}").alias("model_version"), "embedding")
         # An aggregate's partitions and row order follow shuffle arrival and AQE; sampling and

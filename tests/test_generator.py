@@ -142,6 +142,7 @@ def test_loan_book_status_follows_the_latent_default(spark, cfg, ctx):
 
 def test_injected_bad_rows_come_back_as_their_reasons(spark, cfg):
     from microseg import pipeline
+    from microseg.config import INJECTABLE_REASONS
     from microseg.sources.generator import INJECTABLE
 
     rates = {reason: 0.01 for reason in INJECTABLE}
@@ -150,6 +151,7 @@ def test_injected_bad_rows_come_back_as_their_reasons(spark, cfg):
     pipeline.run_stage("generate", ctx)
     out = pipeline.run_stage("ingest", ctx)
     assert set(out["quarantine_reasons"]) == set(INJECTABLE)          # every kind shows up
+    assert set(INJECTABLE) == set(INJECTABLE_REASONS)                 # the config accepts each, no more
     assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"]
     assert out["rows_inserted"] == out["rows_valid"]
     # ~1% each of ~25k rows, fewer where an earlier rule claims a row first

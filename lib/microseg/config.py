@@ -87,6 +87,12 @@ class TablesConfig(_Strict):
         return names
 
 
+# The quarantine reasons the generator can plant (``sources/generator.py`` spoils each one).
+INJECTABLE_REASONS = ("MALFORMED_LINE", "UNPARSABLE_DATE", "UNPARSABLE_AMOUNT", "UNPARSABLE_BALANCE",
+                      "MISSING_CUSTOMER_ID", "MISSING_TXN_ID", "MISSING_DATE", "MISSING_AMOUNT", "DATE_OUT_OF_WINDOW",
+                      "DATE_IN_FUTURE", "ABSURD_AMOUNT", "UNKNOWN_CURRENCY", "UNKNOWN_CATEGORY", "DUPLICATE_TXN_ID")
+
+
 class GeneratorConfig(_Strict):
     customers: int = Field(2000, ge=1)
     months: int = Field(24, ge=2)
@@ -101,11 +107,9 @@ class GeneratorConfig(_Strict):
     @field_validator("bad_rows")
     @classmethod
     def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
-        from microseg.sources.generator import INJECTABLE
-
         for reason, rate in rates.items():
-            if reason not in INJECTABLE:
-                raise ValueError(f"cannot inject {reason!r}; choose from {sorted(INJECTABLE)}")
+            if reason not in INJECTABLE_REASONS:
+                raise ValueError(f"cannot inject {reason!r}; choose from {sorted(INJECTABLE_REASONS)}")
             if not 0 <= rate <= 0.5:
                 raise ValueError(f"{reason}: rate {rate} must be within [0, 0.5]")
         return rates

@@ -39,9 +39,11 @@ def window_traits(sequences: DataFrame) -> DataFrame:
     window in ``gold.sequences`` (so up to their reference month) that have a personality;
     one row's own arrays, so the same bits whatever the row order."""
     n = len(TRAITS)
-    months = F.size("trait_mask")
     weight = F.aggregate("trait_mask", F.lit(0.0).cast("double"), lambda acc, m: acc + m)
-    means = [F.aggregate(F.sequence(F.lit(0), months - 1), F.lit(0.0).cast("double"),
-                         lambda acc, t, j=j: acc + F.col("traits")[t * n + j] * F.col("trait_mask")[t])
-             / F.greatest(weight, F.lit(1.0)) for j in range(n)]
+
+    def trait_sum(j: int):
+        return F.aggregate(F.sequence(F.lit(0), F.size("trait_mask") - 1), F.lit(0.0).cast("double"),
+                           lambda acc, t: acc + F.col("traits")[t * n + j] * F.col("trait_mask")[t])
+
+    means = [trait_sum(j) / F.greatest(weight, F.lit(1.0)) for j in range(n)]
     return sequences.select("customer_id", F.array(*means).alias("embedding"))

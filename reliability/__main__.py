@@ -37,6 +37,7 @@ OVERRIDES = {
     "generator.partitions": 2,
     "generator.bad_rows": {"UNPARSABLE_AMOUNT": 0.002, "MISSING_CUSTOMER_ID": 0.002},
     "ingest.today": "2024-06-30",
+    "sequences.reference": "as_of",       # 12 months leave no room for a loan's 6 + 6 months
     "sequences.window_months": 12,
     "sequences.min_months": 4,
     "model.epochs": 2,

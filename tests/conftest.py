@@ -25,6 +25,7 @@ def cfg(tmp_path):
         "spark.shuffle_partitions": 4,
         "generator.customers": 60,
         "generator.months": 12,
+        "sequences.reference": "as_of",   # 12 months leave no room for a loan's 6 + 6 months
         "generator.partitions": 2,
         "sequences.window_months": 12,
         "sequences.min_months": 4,

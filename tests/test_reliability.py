@@ -24,6 +24,7 @@ OVERRIDES = {
     "generator.partitions": 2, "sequences.window_months": 12, "sequences.min_months": 4,
     "model.hidden": 8, "model.epochs": 2, "model.batch_size": 32, "train.launcher": "single",
     "segment.k": 3, "segment.coarse_k": 2, "ingest.today": "2024-06-30",
+    "sequences.reference": "as_of",       # 12 months leave no room for a loan's 6 + 6 months
 }
 HALVES = ("{root}/landing/transactions/month=2023-0[1-6]",
           "{root}/landing/transactions/month=2023-{0[7-9],1[0-2]}")

@@ -118,8 +118,8 @@ def _k_curves(variants: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["variant", "k", "silhouette"])
 
 
-def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, refs: dict[str, np.ndarray],
-                scaling) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, active: np.ndarray,
+                refs: dict[str, np.ndarray], scaling) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every feature set and the bespoke models on the same repeated stratified folds:
     (summary per model, paired differences against the bespoke GBM, tasks skipped)."""
     cfg = ctx.cfg
@@ -133,9 +133,8 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, refs
         scaling, cfg.model.hidden, cfg.evaluate.e2e_epochs, cfg.seed))
     if coles.available():   # the optional self-supervised peer (scripts/coles-env.sh)
         train = (pdf["split"] != "test").to_numpy()
-        active = (x != 0).any(-1).astype(np.float32)
         models["CoLES embeddings (self-supervised)"] = (
-            coles.coles_embeddings(x, active, train, cfg.seed, hidden=cfg.model.hidden), predict)
+            coles.coles_embeddings(x, active.astype(np.float32), train, cfg.seed, hidden=cfg.model.hidden), predict)
     scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats, cfg.seed)
     paired = pd.concat([downstream.paired(scores[scores["metric"] == m], references.BESPOKE, margin)
                         for m, margin in MARGIN.items() if (scores["metric"] == m).any()], ignore_index=True) \
@@ -143,9 +142,8 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, refs
     return downstream.summary(scores), paired, skipped
 
 
-def _explain(pdf: pd.DataFrame, x: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
-    active = (x != 0).any(-1).astype(np.float64)
-    inputs, input_names = surrogate.window_inputs(x.astype(np.float64), active, names)
+def _explain(pdf: pd.DataFrame, x: np.ndarray, active: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
+    inputs, input_names = surrogate.window_inputs(x.astype(np.float64), active.astype(np.float64), names)
     model, fidelity = surrogate.fit(inputs, frames.to_matrix(pdf, "vec_lstm"), (pdf["split"] != "test").to_numpy())
     return fidelity, surrogate.drivers(model, inputs, pdf["seg_lstm"].to_numpy(), input_names)
 
@@ -262,6 +260,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     x = frames.to_matrix(pdf, "features").reshape(len(pdf), months, len(names)).astype(np.float32)
     traits = frames.to_matrix(pdf, "traits").reshape(len(pdf), months, len(TRAITS)).astype(np.float32)
     trait_mask = frames.to_matrix(pdf, "trait_mask").astype(np.float32)
+    active = (x != 0).any(-1)                     # months with any transaction, as the encoders see them
     window_traits = (traits * trait_mask[..., None]).sum(1) / np.maximum(trait_mask.sum(1), 1)[:, None]
     scaling = feature_scaling(ctx, ctx.tables.version("sequences"))
     granularity = _granularity(pdf, built, sizes, window_traits, cfg.segment, cfg.seed)
@@ -269,9 +268,9 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     objectives, vectors = encoders.compare(
         pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
         list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds)
-    summary, paired, skipped = _downstream(ctx, pdf, built, x, vectors, scaling)
+    summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
-    fidelity, drivers = _explain(pdf, x, names)
+    fidelity, drivers = _explain(pdf, x, active, names)
     profiles, mix = _profiles(ctx, as_of)
     configured = " + ".join(f"{w:g} {p}" for p, w in resolve(m.objective).items())
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),

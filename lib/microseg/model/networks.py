@@ -58,8 +58,7 @@ class _Encoder(nn.Module):
     def scaled_shares(self, x: torch.Tensor) -> torch.Tensor:
         """The scaled class-share block [B, T, C] of raw features (zero where padded)."""
         c = self.n_classes
-        pad = (x != 0).any(dim=-1, keepdim=True).float()
-        return self.scale(x)[..., c:2 * c] * pad
+        return self.scale(x)[..., c:2 * c] * activity(x).unsqueeze(-1)
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

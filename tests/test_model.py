@@ -74,10 +74,10 @@ def test_forecast_targets_look_ahead_within_the_history_only():
     traits = torch.arange(4.).view(1, 4, 1).expand(1, 4, 5).clone()
     x = months([[1, 1, 1, 0]])                       # month 3 is trailing padding
     b = batch_of(x, traits, torch.ones(1, 4))
-    y, mask = objectives.targets("traits@1", b, torch.zeros(1, 4, C))
+    y, mask = objectives.targets("traits@1", b, torch.zeros(1, 4, C), torch.zeros(1, 4, 3))
     assert y[0, :, 0].tolist() == [1.0, 2.0, 0.0, 0.0]     # month 2 has no next month in the history
     assert mask[0].tolist() == [1.0, 1.0, 0.0, 0.0]
-    y0, mask0 = objectives.targets("traits@0", b, torch.zeros(1, 4, C))
+    y0, mask0 = objectives.targets("traits@0", b, torch.zeros(1, 4, C), torch.zeros(1, 4, 3))
     assert mask0[0].tolist() == [1.0, 1.0, 1.0, 0.0]
 
 
@@ -94,7 +94,7 @@ def test_part_loss_is_scale_free_and_ignores_masked_cells():
     assert objectives.part_loss(y, y, mask).item() == 0.0
 
 
-@pytest.mark.parametrize("objective", ["current", "next", "multi_horizon", "reconstruct", "shape",
+@pytest.mark.parametrize("objective", ["current", "next", "multi_horizon", "reconstruct", "shape", "account",
                                        "multi_horizon+reconstruct+shape"])
 def test_every_objective_trains_its_loss_down(objective):
     torch.manual_seed(0)

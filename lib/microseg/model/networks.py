@@ -45,7 +45,7 @@ class _Encoder(nn.Module):
         self.register_buffer("std", torch.ones(n_features))
         self.heads = nn.ModuleDict({
             part.replace("@", "_"): nn.Linear(step_width if objectives.is_step_part(part) else embed_width,
-                                              objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"]))
+                                              objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"], N_ACCOUNT))
             for part in self.objective})
 
     def set_scaling(self, mean, std) -> None:
@@ -55,10 +55,11 @@ class _Encoder(nn.Module):
     def scale(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
-    def scaled_shares(self, x: torch.Tensor) -> torch.Tensor:
-        """The scaled class-share block [B, T, C] of raw features (zero where padded)."""
-        c = self.n_classes
-        return self.scale(x)[..., c:2 * c] * activity(x).unsqueeze(-1)
+    def scaled_blocks(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The scaled class-share block [B, T, C] and account block [B, T, N_ACCOUNT] of raw
+        features (zero where padded)."""
+        c, scaled = self.n_classes, self.scale(x) * activity(x).unsqueeze(-1)
+        return scaled[..., c:2 * c], scaled[..., 3 * c:]
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError

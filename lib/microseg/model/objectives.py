@@ -14,6 +14,9 @@ Parts (``h`` a horizon in months):
 - ``reconstruct``: every valid month's class shares, from the embedding (a sequence
   autoencoder);
 - ``shape``: the long-run shape of the class shares (``model.shape``), from the embedding;
+- ``account``: the same long-run shape of the account block (log income, log outflow,
+  signed log balance), from the embedding: how much flows and how thin the buffer runs,
+  which class shares alone do not carry;
 - ``window_traits``: the window's mean traits, from the embedding (the feed-forward
   network's target in the paper).
 
@@ -41,9 +44,10 @@ PRESETS: dict[str, dict[str, float]] = {
     "multi_horizon": {f"{kind}@{h}": 1.0 for kind in ("traits", "shares") for h in HORIZONS},
     "reconstruct": {"reconstruct": 1.0},
     "shape": {"shape": 1.0},
+    "account": {"account": 1.0},
     "window_traits": {"window_traits": 1.0},
 }
-_PART = re.compile(r"^(traits|shares)@(\d+)$|^(reconstruct|shape|window_traits)$")
+_PART = re.compile(r"^(traits|shares)@(\d+)$|^(reconstruct|shape|account|window_traits)$")
 
 
 def resolve(objective: str | dict[str, float]) -> dict[str, float]:
@@ -59,7 +63,7 @@ def resolve(objective: str | dict[str, float]) -> dict[str, float]:
         return parts
     bad = [p for p in objective if not _PART.match(p)]
     if bad or not objective or any(w < 0 for w in objective.values()) or not sum(objective.values()) > 0:
-        raise ValueError(f"model.objective: parts must be traits@H, shares@H, reconstruct, shape or "
+        raise ValueError(f"model.objective: parts must be traits@H, shares@H, reconstruct, shape, account or "
                          f"window_traits with weights >= 0 and some > 0; got {objective}")
     return {p: float(w) for p, w in objective.items()}
 
@@ -68,7 +72,7 @@ def is_step_part(part: str) -> bool:
     return "@" in part
 
 
-def part_width(part: str, n_traits: int, n_classes: int, months: int) -> int:
+def part_width(part: str, n_traits: int, n_classes: int, months: int, n_account: int) -> int:
     """Output width of the head of ``part``."""
     if part.startswith("traits@") or part == "window_traits":
         return n_traits
@@ -76,7 +80,7 @@ def part_width(part: str, n_traits: int, n_classes: int, months: int) -> int:
         return n_classes
     if part == "reconstruct":
         return months * n_classes
-    return len(SHAPE_PARTS) * n_classes
+    return len(SHAPE_PARTS) * (n_account if part == "account" else n_classes)
 
 
 def _ahead(a: torch.Tensor, mask: torch.Tensor, h: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,10 +91,10 @@ def _ahead(a: torch.Tensor, mask: torch.Tensor, h: int) -> tuple[torch.Tensor, t
     return torch.cat([a[:, h:], pad], dim=1), torch.cat([mask[:, h:], mask.new_zeros(mask.shape[0], h)], dim=1)
 
 
-def targets(part: str, batch: Batch, shares: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def targets(part: str, batch: Batch, shares: torch.Tensor, account: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(target, mask) of ``part``: [B, T, D] and [B, T] for step parts (masked where month t
-    is padding or t + h has no value), [B, D] and [B, D] for customer parts. ``shares`` are
-    the batch's scaled class shares [B, T, C]."""
+    is padding or t + h has no value), [B, D] and [B, D] for customer parts. ``shares`` and
+    ``account`` are the batch's scaled class shares [B, T, C] and account block [B, T, A]."""
     kind, _, h = part.partition("@")
     if kind == "traits":
         y, m = _ahead(batch.traits, batch.trait_mask, int(h))
@@ -101,8 +105,8 @@ def targets(part: str, batch: Batch, shares: torch.Tensor) -> tuple[torch.Tensor
     if part == "reconstruct":
         mask = batch.valid.unsqueeze(-1).expand_as(shares)
         return shares.flatten(1), mask.flatten(1)
-    if part == "shape":
-        y = trajectory_shape(shares, batch.valid)
+    if part in ("shape", "account"):
+        y = trajectory_shape(shares if part == "shape" else account, batch.valid)
         return y, torch.ones_like(y)
     w = batch.trait_mask.unsqueeze(-1)
     y = (batch.traits * w).sum(1) / w.sum(1).clamp(min=1.0)
@@ -125,10 +129,10 @@ def loss(model, batch: Batch, forward=None) -> tuple[torch.Tensor, dict[str, flo
     """The weighted objective of ``model`` on ``batch``, and each part's loss; ``forward``
     runs the model when it is wrapped (e.g. DistributedDataParallel)."""
     preds = (forward or model)(batch)
-    shares = model.scaled_shares(batch.x)
+    shares, account = model.scaled_blocks(batch.x)
     total, parts = 0.0, {}
     for part, weight in model.objective.items():
-        value = part_loss(preds[part], *targets(part, batch, shares))
+        value = part_loss(preds[part], *targets(part, batch, shares, account))
         parts[part] = float(value.detach())
         total = total + weight * value
     return total / sum(model.objective.values()), parts

@@ -9,6 +9,11 @@ A rank that fails makes the launcher raise (no hang): torchrun and Horovod tear 
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
+import sys
+
 from microseg.config import TrainConfig
 from microseg.model.train import TrainJob, TrainResult, train
 
@@ -17,9 +22,25 @@ class TrainingFailed(RuntimeError):
     """A rank failed; the message carries the launcher's error and what to look at."""
 
 
+PR_SET_PDEATHSIG = 1   # linux/prctl.h
+
+
+def _die_with_launcher() -> None:
+    """Have the kernel SIGKILL this rank when its launcher dies. torchrun starts each rank
+    in a session of its own, out of reach of a kill of the job's process group; an orphaned
+    rank would train on and overwrite the checkpoint the re-run resumes from."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:   # it died before the call
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def _ddp_worker(job: TrainJob, backend: str) -> TrainResult:
     from microseg.model.comm import TorchDDPComm
 
+    _die_with_launcher()
     comm = TorchDDPComm(backend)
     try:
         return train(job, comm)

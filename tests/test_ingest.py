@@ -200,18 +200,18 @@ def test_parquet_and_json_read_through_the_same_mapping(spark, cfg, tmp_path, fm
     assert got["p2"].parse_error == "UNPARSABLE_DATE"
 
 
-def test_customer_ids_can_be_pseudonymised_with_a_key_from_the_environment(spark, landing, monkeypatch):
+def test_customer_and_transaction_ids_can_be_pseudonymised_with_a_key_from_the_environment(spark, landing, monkeypatch):
     import hashlib
     import hmac
 
     from microseg.config import ConfigError
-    from microseg.prep.pseudonymise import hmac_sha256_hex
+    from microseg.prep.pseudonymise import keyed_hmac
 
     key = "a-test-key-of-enough-length"
-    ids = ["C1", "C00000042", "Zoë-7", "x" * 100]
+    ids = ["C1", "C00000042", "Zoë-7", "x" * 100, None]
     got = spark.createDataFrame([(i,) for i in ids], "id string").select(
-        "id", hmac_sha256_hex(F.col("id"), key.encode()).alias("p")).collect()
-    assert {r.id: r.p for r in got} == {i: hmac.new(key.encode(), i.encode(), hashlib.sha256).hexdigest()
+        "id", keyed_hmac(spark, key.encode())(F.col("id")).alias("p")).collect()
+    assert {r.id: r.p for r in got} == {i: i and hmac.new(key.encode(), i.encode(), hashlib.sha256).hexdigest()
                                         for i in ids}
     cfg = landing.with_overrides(**{"ingest.pseudonymise": True})
     ctx = pipeline.Context.create(cfg, spark)
@@ -220,9 +220,12 @@ def test_customer_ids_can_be_pseudonymised_with_a_key_from_the_environment(spark
         pipeline.run_stage("ingest", ctx)
     monkeypatch.setenv("MICROSEG_PSEUDONYM_KEY", key)
     out = pipeline.run_stage("ingest", ctx)
-    assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"]
-    customers = {r.customer_id for r in ctx.tables.read("transactions").select("customer_id").distinct().collect()}
-    assert customers == {hmac.new(key.encode(), c.encode(), hashlib.sha256).hexdigest() for c in ("C1", "C2")}
+    kept = ("t01", "t02", "t03")
+    assert out["rows_read"] == out["rows_valid"] + out["rows_quarantined"] and out["rows_valid"] == len(kept)
+    bronze = ctx.tables.read("transactions").collect()
+    pseudonym = {i: hmac.new(key.encode(), i.encode(), hashlib.sha256).hexdigest() for i in ("C1", "C2", *kept)}
+    assert {r.customer_id for r in bronze} == {pseudonym["C1"], pseudonym["C2"]}
+    assert {r.txn_id for r in bronze} == {pseudonym[t] for t in kept}     # transaction ids too
     assert out["quarantine_reasons"]["MISSING_CUSTOMER_ID"] == 1          # blanks are still caught
     # the loan book joins on the same pseudonyms
     loans = Path(cfg.data_path("{root}")) / "loans"

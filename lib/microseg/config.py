@@ -134,7 +134,7 @@ class IngestConfig(_Strict):
     today: str | None = None                     # "YYYY-MM-DD" pins "the future"; null: the run date
     max_abs_amount: float = Field(10_000_000, gt=0)
     unknown_category: Literal["quarantine", "unclassified"] = "quarantine"
-    pseudonymise: bool = False                   # customer ids -> HMAC-SHA256 pseudonyms at ingest
+    pseudonymise: bool = False                   # customer and transaction ids -> HMAC-SHA256 pseudonyms at ingest
     pseudonym_key_env: str = "MICROSEG_PSEUDONYM_KEY"   # the variable holding the key (not the key)
     pseudonym_key_secret: str | None = None      # "scope/key" of a Databricks secret; wins over the variable
 

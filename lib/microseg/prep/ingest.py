@@ -1,6 +1,7 @@
 """Canonical source rows -> validated bronze transactions, and a quarantine for the rest.
 
-Every rejected row is kept verbatim with a reason code and its source file, so that
+Every rejected row is kept with a reason code and its source file (verbatim, unless
+ids are pseudonymised: ``prep.pseudonymise``), so that
 rows read = rows valid + rows quarantined, always. Reasons, first match wins:
 """
 

@@ -1,21 +1,31 @@
-"""Keyed pseudonyms for customer ids: HMAC-SHA256 in Spark SQL, no Python UDF.
+"""Keyed pseudonyms for identifying values: HMAC-SHA256(key, utf8(value)) as 64 hex
+characters, the same as Python's ``hmac`` module gives.
 
 The key comes from a Databricks secret (``ingest.pseudonym_key_secret: scope/key``) or
 else from an environment variable (``ingest.pseudonym_key_env``), never from config files:
 only where to find it is configured, and the key never appears in logs or errors.
+
+Nor in a query plan: the HMAC is a vectorised (Arrow) UDF that gets the key from a
+broadcast variable, so plans (``explain``, the Spark UI's SQL tab, event logs) show the
+UDF's name and never a literal derived from the key. A broadcast, not a read on the
+executor, because a Databricks secret can only be read on the driver and an environment
+variable set there need not reach the executors; not a value in the UDF's closure,
+because the closure is pickled into the plan's Python function.
 """
 
 from __future__ import annotations
 
-import hashlib
+import hmac
 import os
+from collections.abc import Callable
 
-from pyspark.sql import Column, SparkSession
+import pandas as pd
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from microseg.config import ConfigError, IngestConfig
 
-BLOCK = 64  # SHA-256 block size in bytes
+Pseudonym = Callable[[Column], Column]
 
 
 def pseudonym_key(rules: IngestConfig, spark: SparkSession) -> bytes:
@@ -58,19 +68,54 @@ def _checked(key: str, where: str, fix: str) -> bytes:
     return key.encode()
 
 
-def hmac_sha256_hex(col: Column, key: bytes) -> Column:
-    """HMAC-SHA256(key, utf8(col)) as 64 hex characters (RFC 2104); null stays null."""
-    if len(key) > BLOCK:
-        key = hashlib.sha256(key).digest()
-    key = key.ljust(BLOCK, b"\0")
-    ipad = bytearray(b ^ 0x36 for b in key)
-    opad = bytearray(b ^ 0x5C for b in key)
-    inner = F.unhex(F.sha2(F.concat(F.lit(ipad), F.encode(col, "UTF-8")), 256))
-    return F.when(col.isNotNull(), F.sha2(F.concat(F.lit(opad), inner), 256))
+def keyed_hmac(spark: SparkSession, key: bytes) -> Pseudonym:
+    """A column function: HMAC-SHA256(key, utf8(value)) as hex; null stays null."""
+    shared = spark.sparkContext.broadcast(key)
+
+    @F.pandas_udf("string")
+    def hmac_sha256_hex(values: pd.Series) -> pd.Series:
+        key = shared.value
+        return pd.Series([None if v is None else hmac.digest(key, v.encode(), "sha256").hex() for v in values],
+                         dtype=object)
+
+    return hmac_sha256_hex
 
 
-def pseudonymise(df, column: str, key: bytes):
-    """``df`` with ``column`` replaced by its pseudonym (blank ids stay as they are, so
-    validation still quarantines them)."""
-    value = F.trim(F.col(column))
-    return df.withColumn(column, F.when(value == "", F.col(column)).otherwise(hmac_sha256_hex(value, key)))
+def _pseudonym(col: Column, pseudonym: Pseudonym) -> Column:
+    """The pseudonym of the trimmed value; blank values stay as they are, so validation
+    still quarantines them."""
+    value = F.trim(col)
+    return F.when(value == "", col).otherwise(pseudonym(value))
+
+
+def pseudonymise(df: DataFrame, columns: list[str], pseudonym: Pseudonym) -> DataFrame:
+    """``df`` with each of ``columns`` replaced by its pseudonym."""
+    return df.withColumns({c: _pseudonym(F.col(c), pseudonym) for c in columns})
+
+
+def pseudonymise_raw_rows(quarantine: DataFrame, fields: list[str], pseudonym: Pseudonym) -> DataFrame:
+    """Quarantine rows whose ``raw_row`` holds no real id.
+
+    A row read into fields (``raw_row`` a JSON object of the source's columns) keeps every
+    field but the identifying ones (``fields``: the source columns of the customer and
+    transaction ids and any the mapping marks ``identifying``), which become their
+    pseudonyms, as in bronze: pseudonymising fields rather than encrypting the row keeps
+    rejected rows readable for repair, and joinable to bronze, without a second key to
+    guard. A line that did not split into fields (``MALFORMED_LINE``) keeps only its
+    shape (every letter and digit becomes ``x``): an id could be anywhere in it. The
+    ``source_file`` stays, so the row can be found in the bank's own file.
+    """
+    names = list(dict.fromkeys(fields))
+    parsed = F.from_json("raw_row", "map<string,string>")
+    out = quarantine.withColumn("_fields", parsed)
+    out = out.withColumns({f"_p{i}": _pseudonym(F.col("_fields")[name], pseudonym) for i, name in enumerate(names)})
+
+    def swap(key: Column, value: Column) -> Column:
+        for i, name in enumerate(names):
+            value = F.when(key == name, F.col(f"_p{i}")).otherwise(value)
+        return value
+
+    shape = F.regexp_replace("raw_row", r"[\p{L}\p{N}]", "x")
+    raw_row = F.when(F.col("reason") == "MALFORMED_LINE", shape).otherwise(
+        F.to_json(F.transform_values("_fields", swap)))
+    return out.withColumn("raw_row", raw_row).drop("_fields", *[f"_p{i}" for i in range(len(names))])

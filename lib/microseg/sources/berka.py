@@ -60,6 +60,7 @@ class BerkaMapping(_Strict):
     credit_types: tuple[str, ...] = Field(min_length=1)
     debit_types: tuple[str, ...] = Field(min_length=1)
     rules: tuple[Rule, ...] = Field(min_length=1)
+    identifying: tuple[str, ...] = ()   # trans.asc columns besides account_id and trans_id that hold ids
 
     @model_validator(mode="after")
     def _signs(self) -> BerkaMapping:

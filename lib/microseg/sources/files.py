@@ -16,6 +16,7 @@ columns:                         # canonical column <- source column
   balance_after: null            # not in this source
 category_codes: mcc              # class (names already) | map (category_map) | mcc (conf/mcc.yaml)
 amount_sign: signed              # signed | debit_positive (positive amounts are spend)
+identifying: [counterparty_iban] # more source columns holding ids: pseudonymised in the quarantine too
 ```
 """
 
@@ -55,6 +56,7 @@ class FileMapping(BaseModel):
     category_codes: Literal["class", "map", "mcc"] = "class"
     category_map: dict[str, str] = {}
     amount_sign: Literal["signed", "debit_positive"] = "signed"
+    identifying: tuple[str, ...] = ()   # source columns besides the customer and transaction ids
 
     @field_validator("columns")
     @classmethod

@@ -20,6 +20,7 @@ class Batch:
     source: str              # recorded on every bronze row; the MERGE key's first half
     batch_id: str            # the same files give the same id
     files: list[str]
+    identifying: tuple[str, ...]   # the source columns (keys of raw_row) that hold ids
 
 
 def batch_id(source: str, files: list[tuple[str, int]]) -> str:
@@ -44,12 +45,14 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
         mapping = berka.load_mapping(mapping_file(cfg), classes)
         listed = file_source.list_files(spark, f"{path.rstrip('/')}/{mapping.files.transactions}")
         rows = berka.read_transactions(spark, path, mapping)
-        return Batch(rows, "berka", batch_id("berka", listed), [p for p, _ in listed])
+        return Batch(rows, "berka", batch_id("berka", listed), [p for p, _ in listed],
+                     ("account_id", "trans_id", *mapping.identifying))
     if cfg.source.adapter == "statements":
         from microseg.sources import statements
 
         mapping = statements.load_mapping(mapping_file(cfg))
         read = lambda names: statements.read_statements(spark, names, mapping)  # noqa: E731
+        identifying = (mapping.columns["customer_id"], *mapping.identifying)
     else:
         mapping = file_source.load_mapping(mapping_file(cfg))
         mcc_table = None
@@ -58,9 +61,10 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
 
             mcc_table = load_mcc_table(cfg.conf_path("conf/mcc.yaml"), classes)
         read = lambda names: file_source.read_files(spark, names, mapping, mcc_table)  # noqa: E731
+        identifying = (mapping.spec("customer_id").column, mapping.spec("txn_id").column, *mapping.identifying)
     listed = file_source.list_files(spark, path)
     names = file_source.check_files(listed, path, mapping.format)
-    return Batch(read(names), mapping.name, batch_id(mapping.name, listed), names)
+    return Batch(read(names), mapping.name, batch_id(mapping.name, listed), names, identifying)
 
 
 def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:

@@ -41,6 +41,7 @@ class StatementMapping(BaseModel):
     default_currency: str = "EUR"
     payments_class: str
     bills_class: str
+    identifying: tuple[str, ...] = ()   # source columns besides the customer id that hold ids
 
     @field_validator("columns")
     @classmethod

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from microseg import tracking
 from microseg.prep import aggregate, personality, reference, sequences
 from microseg.prep.ingest import check, split
-from microseg.prep.pseudonymise import pseudonym_key, pseudonymise
+from microseg.prep.pseudonymise import keyed_hmac, pseudonym_key, pseudonymise, pseudonymise_raw_rows
 from microseg.stages.context import Context
 
 
@@ -35,7 +35,9 @@ def ingest_stage(ctx: Context) -> dict:
     (so rows read = valid + quarantined by construction, from one pass over the checked
     rows); of the valid rows, those whose (source, txn_id) bronze already holds are counted
     as already present, not re-inserted. The batch's quarantine rows replace any from an
-    earlier run of the same batch.
+    earlier run of the same batch. With ``ingest.pseudonymise``, customer and transaction
+    ids become pseudonyms before validation, and so do the identifying fields inside the
+    quarantine's raw rows.
     """
     from microseg.sources.registry import read_batch
 
@@ -47,13 +49,16 @@ def ingest_stage(ctx: Context) -> dict:
     classes = [c.name for c in ctx.taxonomy.classes]
     rows = batch.rows
     if rules.pseudonymise:
-        rows = pseudonymise(rows, "customer_id", pseudonym_key(rules, ctx.spark))
+        pseudonym = keyed_hmac(ctx.spark, pseudonym_key(rules, ctx.spark))
+        rows = pseudonymise(rows, ["customer_id", "txn_id"], pseudonym)
     checked = check(rows, rules, classes, today).persist()   # read and checked once
     counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 17 rows
     valid = counts.pop(None, 0)
     reasons, quarantined = counts, sum(counts.values())
     read = valid + quarantined
     good, bad = split(checked, batch.source, batch.batch_id, rules, classes)
+    if rules.pseudonymise:
+        bad = pseudonymise_raw_rows(bad, list(batch.identifying), pseudonym)
     inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
     ctx.tables.replace_where("quarantine", bad, f"batch_id = '{batch.batch_id}'")
     checked.unpersist()
@@ -80,7 +85,7 @@ def _loan_book(ctx: Context) -> DataFrame | None:
 
     loans = read_loans(ctx.spark, ctx.cfg)
     if loans is not None and ctx.cfg.ingest.pseudonymise:
-        loans = pseudonymise(loans, "customer_id", pseudonym_key(ctx.cfg.ingest, ctx.spark))
+        loans = pseudonymise(loans, ["customer_id"], keyed_hmac(ctx.spark, pseudonym_key(ctx.cfg.ingest, ctx.spark)))
     return loans
 
 

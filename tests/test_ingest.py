@@ -3,9 +3,12 @@ invariant, whole-file errors, idempotent re-ingest and an incremental month."""
 
 import datetime as dt
 import json
+import os
+import time
 from pathlib import Path
 
 import pytest
+from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
 from microseg import pipeline
@@ -236,3 +239,32 @@ def test_customer_and_transaction_ids_can_be_pseudonymised_with_a_key_from_the_e
     labels = {r.customer_id: r.loan_default for r in ctx.tables.read("labels").collect()}
     assert labels == {hmac.new(key.encode(), b"C1", hashlib.sha256).hexdigest(): 1,
                       hmac.new(key.encode(), b"C2", hashlib.sha256).hexdigest(): 0}
+
+
+def test_quarantine_rows_past_their_retention_are_removed_and_the_history_vacuumed(spark, cfg, tmp_path):
+    old, new = tmp_path / "old", tmp_path / "new"
+    _write(old, "a.csv", [HEADER, BAD["UNKNOWN_CURRENCY"], BAD["ABSURD_AMOUNT"]])
+    _write(new, "a.csv", [HEADER, BAD["UNKNOWN_CATEGORY"]])
+    base = cfg.with_overrides(**{"source.loans": None})
+    ctx = pipeline.Context.create(base.with_overrides(**{"source.path": str(old), "ingest.today": "2024-12-01"}),
+                                  spark)
+    first = pipeline.run_stage("ingest", ctx)
+    table = Path(ctx.tables.location("quarantine"))
+    stale, fresh = table / "part-00000-stale.snappy.parquet", table / "part-00000-fresh.snappy.parquet"
+    for path, age_days in ((stale, 9), (fresh, 5)):   # files no version reads, by age
+        path.write_bytes(b"PAR1")
+        mtime = time.time() - age_days * 86400
+        os.utime(path, (mtime, mtime))
+    ctx = pipeline.Context.create(base.with_overrides(**{
+        "source.path": str(new), "ingest.today": "2025-01-01", "ingest.quarantine_retention_days": 7}), spark)
+    out = pipeline.run_stage("ingest", ctx)
+    assert out["quarantine_rows_expired"] == first["rows_quarantined"] == 2
+    rows = ctx.tables.read("quarantine").collect()
+    assert [(r.batch_id, r.reason, r.quarantined_on) for r in rows] == [
+        (out["batch_id"], "UNKNOWN_CATEGORY", dt.date(2025, 1, 1))]
+    assert not stale.exists() and fresh.exists()                  # vacuumed to 7 days, not more
+    props = ctx.tables.history("quarantine").select("operation", "operationParameters").collect()
+    assert [p.operation for p in props][:4] == ["VACUUM END", "VACUUM START", "SET TBLPROPERTIES", "DELETE"]
+    assert props[1].operationParameters["specifiedRetentionMillis"] == str(7 * 86400 * 1000)
+    detail = DeltaTable.forPath(spark, str(table)).detail().head()["properties"]
+    assert detail["delta.logRetentionDuration"] == detail["delta.deletedFileRetentionDuration"] == "interval 7 days"

@@ -137,6 +137,7 @@ class IngestConfig(_Strict):
     pseudonymise: bool = False                   # customer and transaction ids -> HMAC-SHA256 pseudonyms at ingest
     pseudonym_key_env: str = "MICROSEG_PSEUDONYM_KEY"   # the variable holding the key (not the key)
     pseudonym_key_secret: str | None = None      # "scope/key" of a Databricks secret; wins over the variable
+    quarantine_retention_days: int | None = Field(None, ge=1)   # older quarantine rows and files removed; null: kept
 
 
 class SplitConfig(_Strict):

@@ -19,6 +19,7 @@ import random
 import re
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -164,16 +165,48 @@ class Tables:
         """
         return self._retrying("merge_new", key, lambda: self._merge_new_once(key, df, keys))
 
+    def delete_where(self, key: str, condition: str) -> int:
+        """Delete the rows matching ``condition`` in one commit; returns the rows deleted."""
+        def write() -> int:
+            with self._noted():
+                return int(self.spark.sql(f"DELETE FROM {self._sql_name(key)} WHERE {condition}").head()[0])
+
+        return self._retrying("delete_where", key, write)
+
+    def keep_history(self, key: str, days: int) -> None:
+        """Keep ``days`` of the table's history and no more: its log entries (dropped at
+        checkpoints) and the data files only older versions read (``VACUUM``)."""
+        interval = f"interval {days} days"
+        wanted = {"delta.logRetentionDuration": interval, "delta.deletedFileRetentionDuration": interval}
+        current = self._delta(key).detail().head()["properties"]
+        props = ", ".join(f"'{k}' = '{v}'" for k, v in wanted.items())
+        with self._noted():
+            if any(current.get(k) != v for k, v in wanted.items()):   # also lets VACUUM go below 7 days
+                self._retrying("keep_history", key, lambda: self.spark.sql(
+                    f"ALTER TABLE {self._sql_name(key)} SET TBLPROPERTIES ({props})"))
+            self._delta(key).vacuum(days * 24)
+
+    def _sql_name(self, key: str) -> str:
+        return self.location(key) if self.cfg.catalog else f"delta.`{self.location(key)}`"
+
+    @contextmanager
+    def _noted(self):
+        """Commits inside record ``commit_note`` (SQL and merge writes take it from the session)."""
+        meta_key = "spark.databricks.delta.commitInfo.userMetadata"
+        if self.commit_note:
+            self.spark.conf.set(meta_key, self.commit_note)
+        try:
+            yield
+        finally:
+            self.spark.conf.unset(meta_key)
+
     def _merge_new_once(self, key: str, df: DataFrame, keys: list[str]) -> int:
         if not self.exists(key):
             self._create(key, df)
             created = self._delta(key).history().where("version = 0").head()
             return int(created["operationMetrics"].get("numOutputRows", 0))
         cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
-        meta_key = "spark.databricks.delta.commitInfo.userMetadata"
-        if self.commit_note:
-            self.spark.conf.set(meta_key, self.commit_note)
-        try:
+        with self._noted():
             metrics = (
                 self._delta(key)
                 .alias("t")
@@ -181,8 +214,6 @@ class Tables:
                 .whenNotMatchedInsertAll()
                 .execute()
             ).head()
-        finally:
-            self.spark.conf.unset(meta_key)
         return int(metrics["num_inserted_rows"])
 
     def version(self, key: str) -> int:

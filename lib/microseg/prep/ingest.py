@@ -1,7 +1,7 @@
 """Canonical source rows -> validated bronze transactions, and a quarantine for the rest.
 
-Every rejected row is kept with a reason code and its source file (verbatim, unless
-ids are pseudonymised: ``prep.pseudonymise``), so that
+Every rejected row is kept with a reason code, its source file and the day it was
+quarantined (verbatim, unless ids are pseudonymised: ``prep.pseudonymise``), so that
 rows read = rows valid + rows quarantined, always. Reasons, first match wins:
 """
 
@@ -40,7 +40,7 @@ __doc__ += "\n".join(f"- ``{k}``: {v}" for k, v in REASONS.items())
 
 BRONZE_COLUMNS = ["customer_id", "txn_id", "booking_date", "month", "amount", "currency",
                   "txn_class", "raw_category", "balance_after", "source", "source_file", "batch_id"]
-QUARANTINE_COLUMNS = ["source", "batch_id", "source_file", "txn_id", "reason", "raw_row"]
+QUARANTINE_COLUMNS = ["source", "batch_id", "quarantined_on", "source_file", "txn_id", "reason", "raw_row"]
 
 
 def _blank(col: Column) -> Column:
@@ -91,7 +91,7 @@ def check(rows: DataFrame, rules: IngestConfig, classes: list[str], today: dt.da
 
 
 def split(checked: DataFrame, source: str, batch_id: str, rules: IngestConfig,
-          classes: list[str]) -> tuple[DataFrame, DataFrame]:
+          classes: list[str], today: dt.date) -> tuple[DataFrame, DataFrame]:
     """(bronze rows, quarantine rows) of checked rows."""
     category = F.col("category")
     if rules.unknown_category == "unclassified":
@@ -113,6 +113,7 @@ def split(checked: DataFrame, source: str, batch_id: str, rules: IngestConfig,
     bad = checked.where(F.col("_reason").isNotNull()).select(
         F.lit(source).alias("source"),
         F.lit(batch_id).alias("batch_id"),
+        F.lit(today).alias("quarantined_on"),
         "source_file",
         "txn_id",
         F.col("_reason").alias("reason"),
@@ -124,4 +125,4 @@ def split(checked: DataFrame, source: str, batch_id: str, rules: IngestConfig,
 def validate(rows: DataFrame, source: str, batch_id: str, rules: IngestConfig, classes: list[str],
              today: dt.date) -> tuple[DataFrame, DataFrame]:
     """Split canonical rows into (bronze rows, quarantine rows)."""
-    return split(check(rows, rules, classes, today), source, batch_id, rules, classes)
+    return split(check(rows, rules, classes, today), source, batch_id, rules, classes, today)

@@ -35,7 +35,8 @@ def ingest_stage(ctx: Context) -> dict:
     (so rows read = valid + quarantined by construction, from one pass over the checked
     rows); of the valid rows, those whose (source, txn_id) bronze already holds are counted
     as already present, not re-inserted. The batch's quarantine rows replace any from an
-    earlier run of the same batch. With ``ingest.pseudonymise``, customer and transaction
+    earlier run of the same batch; with ``ingest.quarantine_retention_days``, older rows
+    and Delta files are then removed. With ``ingest.pseudonymise``, customer and transaction
     ids become pseudonyms before validation, and so do the identifying fields inside the
     quarantine's raw rows.
     """
@@ -56,7 +57,7 @@ def ingest_stage(ctx: Context) -> dict:
     valid = counts.pop(None, 0)
     reasons, quarantined = counts, sum(counts.values())
     read = valid + quarantined
-    good, bad = split(checked, batch.source, batch.batch_id, rules, classes)
+    good, bad = split(checked, batch.source, batch.batch_id, rules, classes, today)
     if rules.pseudonymise:
         bad = pseudonymise_raw_rows(bad, list(batch.identifying), pseudonym)
     inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
@@ -66,9 +67,23 @@ def ingest_stage(ctx: Context) -> dict:
     if landed != quarantined or inserted > valid:
         raise RuntimeError(f"ingest of batch {batch.batch_id} does not add up: {quarantined} rows to "
                            f"quarantine but {landed} landed; {inserted} inserted of {valid} valid")
+    expired = 0
+    if rules.quarantine_retention_days:
+        expired = expire_quarantine(ctx, today, rules.quarantine_retention_days)
     return {"batch_id": batch.batch_id, "files": len(batch.files), "rows_read": read,
             "rows_valid": valid, "rows_quarantined": quarantined, "rows_inserted": inserted,
-            "rows_already_present": valid - inserted, "quarantine_reasons": reasons}
+            "rows_already_present": valid - inserted, "quarantine_reasons": reasons,
+            "quarantine_rows_expired": expired}
+
+
+def expire_quarantine(ctx: Context, today: dt.date, days: int) -> int:
+    """Remove quarantine rows quarantined more than ``days`` before ``today``, then keep
+    the table's Delta history (removed files, log entries) for ``days`` only; returns the
+    rows removed."""
+    cutoff = today - dt.timedelta(days=days)
+    removed = ctx.tables.delete_where("quarantine", f"quarantined_on < DATE'{cutoff}'")
+    ctx.tables.keep_history("quarantine", days)
+    return removed
 
 
 def aggregate_stage(ctx: Context) -> dict:

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 from delta.tables import DeltaTable
 from pyspark.sql import functions as F
 
@@ -239,6 +240,22 @@ def test_customer_and_transaction_ids_can_be_pseudonymised_with_a_key_from_the_e
     labels = {r.customer_id: r.loan_default for r in ctx.tables.read("labels").collect()}
     assert labels == {hmac.new(key.encode(), b"C1", hashlib.sha256).hexdigest(): 1,
                       hmac.new(key.encode(), b"C2", hashlib.sha256).hexdigest(): 0}
+
+
+def test_a_row_the_reader_drops_fails_the_ingest_naming_file_and_counts(spark, cfg, tmp_path):
+    mapping = yaml.safe_load(Path("conf/sources/generated.yaml").read_text())
+    (tmp_path / "mapping.yaml").write_text(yaml.safe_dump({**mapping, "options": {"sep": ",", "comment": "#"}}))
+    folder = tmp_path / "in"
+    _write(folder, "a.csv", [HEADER, *GOOD, "#C9,t09,2024-01-05,-1,EUR,groceries,1"])   # read as a comment
+    _write(folder, "b.csv", [HEADER, *GOOD[:1]])
+    run_cfg = cfg.with_overrides(**{"source.path": str(folder), "source.mapping": str(tmp_path / "mapping.yaml"),
+                                    "source.loans": None, "ingest.today": "2025-01-01"})
+    ctx = pipeline.Context.create(run_cfg, spark)
+    with pytest.raises(RuntimeError, match=r"does not add up in 1 file\(s\): \S+/in/a\.csv: 4 rows by its lines, "
+                                           r"3 read\. The reader dropped or split rows") as err:
+        pipeline.run_stage("ingest", ctx)
+    assert "C9" not in str(err.value) and "t09" not in str(err.value)
+    assert not ctx.tables.exists("transactions") and not ctx.tables.exists("quarantine")
 
 
 def test_quarantine_rows_past_their_retention_are_removed_and_the_history_vacuumed(spark, cfg, tmp_path):

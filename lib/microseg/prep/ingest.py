@@ -126,3 +126,13 @@ def validate(rows: DataFrame, source: str, batch_id: str, rules: IngestConfig, c
              today: dt.date) -> tuple[DataFrame, DataFrame]:
     """Split canonical rows into (bronze rows, quarantine rows)."""
     return split(check(rows, rules, classes, today), source, batch_id, rules, classes, today)
+
+
+def reconcile(batch_id: str, expected: dict[str, int], read: dict[str, int]) -> None:
+    """Raise naming each file whose rows read (valid + quarantined) differ from the rows
+    counted apart from the parser (``expected``); counts only, never a row's values."""
+    wrong = sorted(f for f in expected.keys() | read.keys() if expected.get(f, 0) != read.get(f, 0))
+    if wrong:
+        files = "; ".join(f"{f}: {expected.get(f, 0)} rows by its lines, {read.get(f, 0)} read" for f in wrong[:5])
+        raise RuntimeError(f"ingest of batch {batch_id} does not add up in {len(wrong)} file(s): {files}. The "
+                           "reader dropped or split rows: check the mapping's options (comment, multiLine, ...)")

@@ -174,7 +174,7 @@ def read_transactions(spark: SparkSession, folder: str | Path, mapping: BerkaMap
         F.concat_ws("|", *[F.coalesce(_text(c), F.lit("")) for c in ("type", "operation", "k_symbol")])
         .alias("raw_category"),
         _number("balance").alias("balance_after"),
-        F.lit(path).alias("source_file"),
+        F.input_file_name().alias("source_file"),
         raw_row.alias("raw_row"),
         parse_error.alias("parse_error"),
     ))

@@ -21,6 +21,15 @@ class Batch:
     batch_id: str            # the same files give the same id
     files: list[str]
     identifying: tuple[str, ...]   # the source columns (keys of raw_row) that hold ids
+    format: str              # csv | json | parquet: how the files' records are counted
+    header: int = 1          # lines per text file that are no record
+    legs: int = 1            # canonical rows per record (statements: 2)
+
+    def expected_rows(self, spark: SparkSession) -> dict[str, int]:
+        """Canonical rows each file should give (by ``source_file``), counted apart from
+        the adapter's parser (``files.record_counts``)."""
+        counts = file_source.record_counts(spark, self.files, self.format, self.header)
+        return {f: n * self.legs for f, n in counts.items()}
 
 
 def batch_id(source: str, files: list[tuple[str, int]]) -> str:
@@ -46,13 +55,13 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
         listed = file_source.list_files(spark, f"{path.rstrip('/')}/{mapping.files.transactions}")
         rows = berka.read_transactions(spark, path, mapping)
         return Batch(rows, "berka", batch_id("berka", listed), [p for p, _ in listed],
-                     ("account_id", "trans_id", *mapping.identifying))
+                     ("account_id", "trans_id", *mapping.identifying), "csv")
     if cfg.source.adapter == "statements":
         from microseg.sources import statements
 
         mapping = statements.load_mapping(mapping_file(cfg))
         read = lambda names: statements.read_statements(spark, names, mapping)  # noqa: E731
-        identifying = (mapping.columns["customer_id"], *mapping.identifying)
+        identifying, legs = (mapping.columns["customer_id"], *mapping.identifying), 2
     else:
         mapping = file_source.load_mapping(mapping_file(cfg))
         mcc_table = None
@@ -62,9 +71,11 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
             mcc_table = load_mcc_table(cfg.conf_path("conf/mcc.yaml"), classes)
         read = lambda names: file_source.read_files(spark, names, mapping, mcc_table)  # noqa: E731
         identifying = (mapping.spec("customer_id").column, mapping.spec("txn_id").column, *mapping.identifying)
+        legs = 1
     listed = file_source.list_files(spark, path)
     names = file_source.check_files(listed, path, mapping.format)
-    return Batch(read(names), mapping.name, batch_id(mapping.name, listed), names, identifying)
+    return Batch(read(names), mapping.name, batch_id(mapping.name, listed), names, identifying, mapping.format,
+                 int(mapping.format == "csv"), legs)
 
 
 def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:

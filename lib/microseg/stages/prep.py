@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import Counter
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from microseg import tracking
 from microseg.prep import aggregate, personality, reference, sequences
-from microseg.prep.ingest import check, split
+from microseg.prep.ingest import check, reconcile, split
 from microseg.prep.pseudonymise import keyed_hmac, pseudonym_key, pseudonymise, pseudonymise_raw_rows
 from microseg.stages.context import Context
 
@@ -31,14 +32,14 @@ def generate_stage(ctx: Context) -> dict:
 def ingest_stage(ctx: Context) -> dict:
     """Read the configured source, MERGE valid rows into bronze, quarantine the rest.
 
-    Accounting: every row read is counted once, as valid or under its quarantine reason
-    (so rows read = valid + quarantined by construction, from one pass over the checked
-    rows); of the valid rows, those whose (source, txn_id) bronze already holds are counted
-    as already present, not re-inserted. The batch's quarantine rows replace any from an
-    earlier run of the same batch; with ``ingest.quarantine_retention_days``, older rows
-    and Delta files are then removed. With ``ingest.pseudonymise``, customer and transaction
-    ids become pseudonyms before validation, and so do the identifying fields inside the
-    quarantine's raw rows.
+    Accounting: each file's rows are counted apart from the parser (its lines, less the
+    header) and must equal its rows kept plus quarantined, or the ingest fails naming the
+    file before anything is written; of the valid rows, those whose (source, txn_id)
+    bronze already holds are counted as already present, not re-inserted. The batch's
+    quarantine rows replace any from an earlier run of the same batch; with
+    ``ingest.quarantine_retention_days``, older rows and Delta files are then removed.
+    With ``ingest.pseudonymise``, customer and transaction ids become pseudonyms before
+    validation, and so do the identifying fields inside the quarantine's raw rows.
     """
     from microseg.sources.registry import read_batch
 
@@ -53,10 +54,15 @@ def ingest_stage(ctx: Context) -> dict:
         pseudonym = keyed_hmac(ctx.spark, pseudonym_key(rules, ctx.spark))
         rows = pseudonymise(rows, ["customer_id", "txn_id"], pseudonym)
     checked = check(rows, rules, classes, today).persist()   # read and checked once
-    counts = {r["_reason"]: r["count"] for r in checked.groupBy("_reason").count().collect()}  # <= 17 rows
-    valid = counts.pop(None, 0)
-    reasons, quarantined = counts, sum(counts.values())
-    read = valid + quarantined
+    counts = checked.groupBy("source_file", "_reason").count().collect()   # <= 17 rows per file
+    per_file, reasons = Counter(), Counter()
+    for r in counts:
+        per_file[r["source_file"]] += r["count"]
+        reasons[r["_reason"]] += r["count"]
+    expected = batch.expected_rows(ctx.spark)   # counted apart from the parser
+    reconcile(batch.batch_id, expected, per_file)
+    valid = reasons.pop(None, 0)
+    quarantined = sum(reasons.values())
     good, bad = split(checked, batch.source, batch.batch_id, rules, classes, today)
     if rules.pseudonymise:
         bad = pseudonymise_raw_rows(bad, list(batch.identifying), pseudonym)
@@ -70,9 +76,9 @@ def ingest_stage(ctx: Context) -> dict:
     expired = 0
     if rules.quarantine_retention_days:
         expired = expire_quarantine(ctx, today, rules.quarantine_retention_days)
-    return {"batch_id": batch.batch_id, "files": len(batch.files), "rows_read": read,
+    return {"batch_id": batch.batch_id, "files": len(batch.files), "rows_read": sum(expected.values()),
             "rows_valid": valid, "rows_quarantined": quarantined, "rows_inserted": inserted,
-            "rows_already_present": valid - inserted, "quarantine_reasons": reasons,
+            "rows_already_present": valid - inserted, "quarantine_reasons": dict(reasons),
             "quarantine_rows_expired": expired}
 
 

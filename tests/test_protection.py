@@ -15,6 +15,7 @@ import yaml
 from microseg import pipeline
 from microseg.config import ConfigError
 from microseg.prep.pseudonymise import keyed_hmac, pseudonym_key, pseudonymise_raw_rows
+from microseg.sources.contract import SourceError
 
 KEY = "pseudonym-key-" + "7Qx9" * 4
 SENTINEL = "SENTINEL_XYZ_4711"
@@ -168,3 +169,12 @@ def test_raw_rows_of_every_adapter_lose_their_identifying_fields(spark):
     assert got[0] == {"account_id": _hmac("77"), "trans_id": _hmac("9"), "account": _hmac("CZ-5"), "amount": "7"}
     assert got[1] == '{"xxxxxxx_xx":"xx","xxxx":"x;xx;xxxxxx;\\"xxxxxx\\""}'
     assert got[2] == {"account": None, "period": "2024-01", "bills_paid": " "}
+
+
+def test_a_file_without_a_header_fails_without_showing_its_first_row(spark, cfg, tmp_path, monkeypatch):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.csv").write_text(f"{SENTINEL},t1,2024-01-05,-1,EUR,groceries,1\n")
+    with pytest.raises(SourceError, match=r"a\.csv: required columns .* 7 column\(s\), none of them expected") as err:
+        _ingest(spark, cfg, folder, monkeypatch)
+    assert SENTINEL not in str(err.value)

@@ -25,12 +25,12 @@ def forward_liquidity(monthly_account: DataFrame, references: DataFrame, horizon
     ref = F.col("reference_month")
     after = monthly_account.join(references, "customer_id").where(
         (F.col("month") > ref) & (F.col("month") <= F.add_months(ref, horizon)))
-    outflow = exact_mean(F.col("outflow"), CENTS)
+    outflow = exact_mean(F.col("outflow"), CENTS, "outflow of silver.monthly_account")
+    balance = exact_mean(F.col("end_balance"), CENTS, "end_balance of silver.monthly_account")
     n = F.count("*").cast("int")
     return after.groupBy("customer_id").agg(
         n.alias("months_observed"),
-        F.when(n == horizon, exact_mean(F.col("end_balance"), CENTS) / F.when(outflow > 0, outflow))
-        .alias("liquidity_index"),
+        F.when(n == horizon, balance / F.when(outflow > 0, outflow)).alias("liquidity_index"),
     )
 
 

@@ -21,15 +21,17 @@ def coefficients(spark: SparkSession, taxonomy: Taxonomy) -> DataFrame:
 
 def spending_personality(monthly_spend: DataFrame, coefs: DataFrame) -> DataFrame:
     """customer x month: total spend and the five trait scores (exact sums: spend per class
-    and month must stay below 7e9, or the job fails naming the value)."""
+    and month must stay below 7e9, or the job fails naming the column)."""
     spend = F.col("spend")
+    name = "spend of silver.monthly_spend"
     return (
         monthly_spend.where(spend > 0)
         .join(F.broadcast(coefs), "txn_class")
         .groupBy("customer_id", "month")
         .agg(
-            exact_sum(spend, CENTS).alias("total_spend"),
-            *[(exact_sum(spend * F.col(t), 7) / exact_sum(spend, CENTS)).alias(t) for t in TRAITS],
+            exact_sum(spend, CENTS, name).alias("total_spend"),
+            *[(exact_sum(spend * F.col(t), 7, f"{name} x {t}") / exact_sum(spend, CENTS, name)).alias(t)
+              for t in TRAITS],
         )
     )
 

@@ -85,7 +85,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     pivot = monthly_spend.join(cells, keys, "left_semi").groupBy(*keys).agg(
         *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
         *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
-        exact_sum(spend, CENTS).alias("total"),
+        exact_sum(spend, CENTS, "spend of silver.monthly_spend").alias("total"),
     )
     traits = personality.select("customer_id", "month", *TRAITS)
     rows = (

@@ -21,20 +21,22 @@ CENTS = 2         # amounts, balances and monthly spend are rounded to cents ups
 EXACT = "decimal(28,18)"
 
 
-def exact_sum(col: Column, decimals: int) -> Column:
+def exact_sum(col: Column, decimals: int, name: str) -> Column:
     """Sum of the values rounded to ``decimals`` places; a value of LIMIT / 10**decimals or
-    more fails the job with its size, whatever Spark's ANSI setting."""
+    more fails the job naming ``name`` (what is summed, and from which table), whatever
+    Spark's ANSI setting; never the value, which is a customer's."""
     scale = 10 ** decimals
     scaled = F.round(col * scale)
-    checked = F.when(F.abs(scaled) >= LIMIT, F.raise_error(
-        F.concat(F.lit(f"value too large for an exact sum at {decimals} decimals "
-                       f"(limit {LIMIT / scale:.3g}): "), col.cast("string")))).otherwise(scaled.cast("long"))
+    limit = f"{LIMIT / scale:.3g}"
+    checked = F.when(F.abs(scaled) >= LIMIT, F.raise_error(F.lit(
+        f"{name}: a value of {limit} or more cannot be summed exactly at {decimals} decimals "
+        "(the value is not shown: it is a customer's)"))).otherwise(scaled.cast("long"))
     return F.sum(checked) / scale
 
 
-def exact_mean(col: Column, decimals: int) -> Column:
+def exact_mean(col: Column, decimals: int, name: str) -> Column:
     """Mean of the non-null values rounded to ``decimals`` places; null when there are none."""
-    return F.try_divide(exact_sum(col, decimals), F.count(col))
+    return F.try_divide(exact_sum(col, decimals, name), F.count(col))
 
 
 def exact_mean_std(col: Column) -> tuple[Column, Column]:

@@ -19,7 +19,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from microseg.config import ConfigError, load_model_file
-from microseg.sources.contract import SourceError, conform, undecodable
+from microseg.sources.contract import SourceError, conform, shown_header, undecodable
 
 ANY = "any"  # rule wildcard: matches every value; null in a rule matches "none" only
 CORRUPT = "_corrupt_record"
@@ -103,7 +103,7 @@ def _read(spark: SparkSession, path: str, required: Iterable[str]) -> DataFrame:
     missing = [c for c in required if c not in columns]
     if missing:
         raise SourceError(f"{path} lacks the required column(s) {missing} (its header has "
-                          f"{columns}); restore the original Berka header")
+                          f"{shown_header(columns, required)}); restore the original Berka header")
     schema = StructType([StructField(c, StringType()) for c in [*columns, CORRUPT]])
     return (reader.schema(schema).option("mode", "PERMISSIVE")
             .option("columnNameOfCorruptRecord", CORRUPT).csv(path))

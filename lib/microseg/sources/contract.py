@@ -15,6 +15,8 @@ naming the file and the column before anything is written.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
@@ -52,6 +54,14 @@ def conform(df: DataFrame) -> DataFrame:
     if missing:
         raise SourceError(f"adapter output lacks canonical columns {missing}")
     return df.select(*[df[f.name].cast(f.dataType).alias(f.name) for f in CANONICAL])
+
+
+def shown_header(found: list[str], expected: Iterable[str]) -> str:
+    """A header for an error message: as found when it names an expected column, else only
+    its width (a file without a header has a customer's row in its place)."""
+    if set(found) & set(expected):
+        return str(found)
+    return f"{len(found)} column(s), none of them expected (no header row? its values are not shown)"
 
 
 def undecodable(raw_row: Column) -> Column:

@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
 
 from microseg.config import load_model_file
-from microseg.sources.contract import REPLACEMENT, REQUIRED, SourceError, conform, undecodable
+from microseg.sources.contract import REPLACEMENT, REQUIRED, SourceError, conform, shown_header, undecodable
 
 CORRUPT = "_corrupt_record"
 MAPPED = ("customer_id", "txn_id", "booking_date", "amount", "currency", "category", "balance_after")
@@ -230,7 +230,7 @@ def require_columns(found: list[str], wanted: dict[str, str], file: str, mapping
     names = ", ".join(repr(c) for c in missing.values())
     mapped = f" (mapped to {', '.join(missing)})" if list(missing) != list(missing.values()) else ""
     raise SourceError(f"{file}: required column{'s' * (len(missing) > 1)} {names}{mapped} missing; "
-                      f"found {found}. {hint}Fix the file or the mapping '{mapping}'")
+                      f"found {shown_header(found, wanted.values())}. {hint}Fix the file or the mapping '{mapping}'")
 
 
 def spark_cause(err: Exception) -> str:

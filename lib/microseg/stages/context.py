@@ -69,6 +69,23 @@ def feature_scaling(ctx: Context, seq_version: int) -> tuple[list[float], list[f
     return stats["mean"].tolist(), stats["std"].tolist()
 
 
+def sequences_record(ctx: Context, seq_version: int) -> dict:
+    """What an encoder must record (``model.compat``) to embed ``gold.sequences`` at
+    ``seq_version``: its feature names and taxonomy version (from ``gold.feature_stats``)
+    and the objective the config asks of ``model.kind``."""
+    from microseg.model import objectives
+
+    stats = ctx.tables.read("feature_stats").where(F.col("sequences_version") == seq_version)
+    rows = (stats.orderBy("index").select("feature", "taxonomy_version").collect()
+            if "taxonomy_version" in stats.columns else [])      # one row per feature
+    if not rows:
+        raise RuntimeError(f"gold.feature_stats records no features and taxonomy version for "
+                           f"{ctx.tables.name('sequences')} version {seq_version}; re-run the sequences stage")
+    spec = encoder_spec(ctx.cfg.model, len(rows), ctx.cfg.sequences.window_months)
+    return {"objective": objectives.resolve(spec["objective"]), "feature_names": [r.feature for r in rows],
+            "taxonomy_version": rows[0].taxonomy_version}
+
+
 def encoder_spec(mcfg, n_features: int, months: int, kind: str | None = None) -> dict:
     """The network spec of ``model`` (``kind`` overrides ``model.kind``) for ``n_features``
     inputs over ``months``; the feed-forward encoder learns the window's mean traits (the

@@ -166,7 +166,8 @@ def sequences_stage(ctx: Context) -> dict:
     version = ctx.tables.overwrite("sequences", seqs)
     stats = sequences.feature_stats(per_month, ctx.tables.read("sequences", version=version),
                                     sequences.feature_names(classes))
-    ctx.tables.overwrite("feature_stats", stats.withColumn("sequences_version", F.lit(version)))
+    ctx.tables.overwrite("feature_stats", stats.withColumn("sequences_version", F.lit(version))
+                         .withColumn("taxonomy_version", F.lit(ctx.taxonomy.version)))
     per_month.unpersist()
     refs.unpersist()
     at = (ctx.tables.read("sequences", version=version)

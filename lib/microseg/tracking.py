@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import mlflow
 from mlflow.tracking import MlflowClient
 
 from microseg.config import Settings
+from microseg.model import compat
 
 REPO = Path(__file__).resolve().parents[2]
+log = logging.getLogger("microseg")
 
 
 def tracking_uri(cfg: Settings) -> str:
@@ -105,22 +110,53 @@ def _requirements() -> list[str]:
     return [f"{n}=={pins[n]}" for n in ("torch", "numpy", "pandas", "mlflow") if n in pins]
 
 
-def promote_if_better(registered_model: str, alias: str, version: int | str, metric: str = "val_loss") -> bool:
-    """Move ``alias`` to ``version`` when its run's ``metric`` is lower than the holder's
-    (or nothing holds the alias yet). Returns whether it moved."""
+@dataclass(frozen=True)
+class Promotion:
+    """What promotion decided: ``first`` (nothing held the alias), ``promoted``, ``kept``
+    (not better) or ``refused`` (not comparable); why; and both losses when compared."""
+
+    outcome: str
+    reason: str
+    champion: str | None = None
+    losses: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def promoted(self) -> bool:
+        return self.outcome in ("first", "promoted")
+
+
+def promote_if_better(registered_model: str, alias: str, version: int | str,
+                      score: Callable[[bytes, dict], float]) -> Promotion:
+    """Move ``alias`` to ``version`` when nothing holds it, or when the holder records the
+    same objective, feature names and taxonomy version (``model.compat``) and ``version``
+    has the lower ``score(weights, spec)``: a loss on the current validation data, computed
+    for both. Encoders that differ are not compared and the alias stays."""
     client = MlflowClient()
-    new = client.get_model_version(registered_model, str(version))
-    new_value = client.get_run(new.run_id).data.metrics.get(metric, float("inf"))
-    try:
-        current = client.get_model_version_by_alias(registered_model, alias)
-    except mlflow.exceptions.MlflowException:
-        current = None
-    if current is not None:
-        old_value = client.get_run(current.run_id).data.metrics.get(metric, float("inf"))
-        if not new_value < old_value:
-            return False
-    client.set_registered_model_alias(registered_model, alias, str(version))
-    return True
+    holder = alias_version(registered_model, alias)
+    if holder is None:
+        client.set_registered_model_alias(registered_model, alias, str(version))
+        return Promotion("first", f"no version held {alias}")
+    new, old = encoder_files(registered_model, version), encoder_files(registered_model, holder)
+    diff = compat.mismatches(new[1], old[1])
+    if diff:
+        return Promotion("refused", "not compared: " + compat.describe(diff, f"version {version}", f"{alias} {holder}"),
+                         holder)
+    losses = {"challenger": score(*new), "champion": score(*old)}
+    better = losses["challenger"] < losses["champion"]
+    if better:
+        client.set_registered_model_alias(registered_model, alias, str(version))
+    return Promotion("promoted" if better else "kept",
+                     f"validation loss on the current data {losses['challenger']:.6g}, {alias} {holder}'s "
+                     f"{losses['champion']:.6g}", holder, losses)
+
+
+def record_promotion(registered_model: str, version: int | str, promotion: Promotion) -> None:
+    """The decision in the active run (tags, both losses) and in the log."""
+    mlflow.set_tags({"promotion.outcome": promotion.outcome, "promotion.reason": promotion.reason[:5000],
+                     "promotion.champion_version": promotion.champion or ""})
+    mlflow.log_metrics({f"promotion.{who}_val_loss": v for who, v in promotion.losses.items()})
+    level = logging.WARNING if promotion.outcome == "refused" else logging.INFO
+    log.log(level, "model %s version %s: %s (%s)", registered_model, version, promotion.outcome, promotion.reason)
 
 
 def trained_on(registered_model: str, table: str, version: int) -> bool:
@@ -139,14 +175,17 @@ def alias_version(registered_model: str, alias: str) -> str | None:
         return None
 
 
+def encoder_files(registered_model: str, version: int | str) -> tuple[bytes, dict]:
+    """A registered encoder version's weights (bytes) and recorded spec."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = Path(mlflow.artifacts.download_artifacts(f"models:/{registered_model}/{version}", dst_path=tmp))
+        return next(local.rglob("encoder.pt")).read_bytes(), json.loads(next(local.rglob("spec.json")).read_text())
+
+
 def load_encoder_files(registered_model: str, alias: str) -> tuple[bytes, dict, str]:
     """The aliased encoder's weights (bytes), spec and version, for broadcasting."""
-    client = MlflowClient()
-    mv = client.get_model_version_by_alias(registered_model, alias)
-    local = Path(mlflow.artifacts.download_artifacts(f"models:/{registered_model}/{mv.version}"))
-    weights = next(local.rglob("encoder.pt")).read_bytes()
-    spec = json.loads(next(local.rglob("spec.json")).read_text())
-    return weights, spec, str(mv.version)
+    version = str(MlflowClient().get_model_version_by_alias(registered_model, alias).version)
+    return *encoder_files(registered_model, version), version
 
 
 def alias_status(cfg: Settings) -> list[str]:

@@ -4,30 +4,49 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from pyspark.sql import functions as F
 
 from microseg import tracking
-from microseg.prep import sequences
-from microseg.stages.context import Context, encoder_spec, feature_scaling, registered_name
+from microseg.stages.context import Context, encoder_spec, feature_scaling, registered_name, sequences_record
+
+
+def scorer(batches: Callable[[], Iterable[dict]], months: int) -> Callable[[bytes, dict], float]:
+    """An encoder's (weights, recorded spec) -> its objective's loss on ``batches()``: the
+    same validation batches for every encoder."""
+    import io
+
+    import torch
+
+    from microseg.model.networks import build_model
+    from microseg.model.train import evaluate
+
+    def score(weights: bytes, spec: dict) -> float:
+        model = build_model(spec["model"])
+        model.load_state_dict(torch.load(io.BytesIO(weights), map_location="cpu", weights_only=True))
+        return evaluate(model, batches(), months)["val_loss"]
+
+    return score
 
 
 def train_stage(ctx: Context) -> dict:
     """Train on the recorded sequences version with the configured launcher; log, register,
-    and move the alias when the validation loss beats the current holder's."""
+    and move the alias when the new version beats the holder on the current validation split
+    (``tracking.promote_if_better``: encoders trained for something else are not compared)."""
     import shutil
 
     import mlflow
 
-    from microseg.model import data, objectives
+    from microseg.model import data
     from microseg.model.launch import run_training
     from microseg.model.train import TrainJob
 
     cfg, mcfg = ctx.cfg, ctx.cfg.model
     seq_version = ctx.tables.version("sequences")
     seqs = ctx.tables.read("sequences", version=seq_version).where("eligible")
-    scaling = feature_scaling(ctx, seq_version)
+    scaling, record = feature_scaling(ctx, seq_version), sequences_record(ctx, seq_version)
     months = cfg.sequences.window_months
     train_df = seqs.where(F.col("split") == "train")
     n_train = train_df.count()
@@ -49,7 +68,7 @@ def train_stage(ctx: Context) -> dict:
     with mlflow.start_run(run_name=f"train-{mcfg.kind}-{cfg.train.launcher}") as run:
         tracking.log_run_context(cfg, ctx.tables.versions(["sequences", "feature_stats"]))
         mlflow.log_params({"train.rows": n_train, "train.steps_per_epoch": steps, "train.world": world,
-                           "taxonomy.version": ctx.taxonomy.version})
+                           "taxonomy.version": record["taxonomy_version"]})
         job = TrainJob(
             train_data=train_conv, val_data=val_conv, spec=spec,
             scaling=scaling, months=months,
@@ -62,17 +81,18 @@ def train_stage(ctx: Context) -> dict:
                             "train.seq_per_s": result.rows_seen / max(result.seconds, 1e-9),
                             "train.ranks_in_sync": float(len(set(result.rank_digests)) == 1),
                             "best_val_loss": result.best.get("val_loss", result.best["train_loss"])})
-        model_spec = {"model": spec, "months": months, "taxonomy_version": ctx.taxonomy.version,
-                      "feature_names": sequences.feature_names(ctx.taxonomy.spend_classes),
-                      "objective": objectives.resolve(spec["objective"])}
+        model_spec = {"model": spec, "months": months, **record}
         example = [0.0] * (months * len(scaling[0]))
         name = registered_name(cfg)
         version = tracking.log_encoder(result.state_dict, model_spec, example, name)
-        promoted = tracking.promote_if_better(name, cfg.mlflow.alias, version, metric="best_val_loss")
+        validation = scorer(lambda: data.all_batches(val_conv, mcfg.batch_size), months)
+        promotion = tracking.promote_if_better(name, cfg.mlflow.alias, version, validation)
+        tracking.record_promotion(name, version, promotion)
     train_conv.delete()
     val_conv.delete()
     shutil.rmtree(checkpoints, ignore_errors=True)   # finished: a new run trains afresh
     best = {k: round(v, 5) for k, v in result.best.items() if k not in ("epoch", "learning_rate")}
-    return {"run_id": run.info.run_id, "model": name, "model_version": version, "promoted": promoted,
+    return {"run_id": run.info.run_id, "model": name, "model_version": version,
+            "promoted": promotion.promoted, "promotion": promotion.outcome,
             "epochs": len(result.history), "resumed_from_epoch": result.resumed_from,
             "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}

@@ -5,10 +5,14 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from mlflow.tracking import MlflowClient
 from pyspark.sql import functions as F
 
 from microseg import pipeline, tracking
+from microseg.model import objectives
+from microseg.model.compat import IncompatibleModel
+from microseg.prep.sequences import feature_names
 
 OUTPUTS = ["ground_truth", "transactions", "quarantine", "monthly_spend", "monthly_account", "labels",
            "personality", "sequences", "feature_stats", "embeddings", "segment_centroids", "segments",
@@ -103,8 +107,18 @@ def test_mlflow_records_the_run_and_registry(runs):
                for line in tracking.alias_status(ctx.cfg))
     status = {row["table"]: row for row in pipeline.table_status(ctx)}
     assert status["gold.sequences"]["version"] == ctx.tables.version("sequences")
-    # the same data and seed give the same model: not better, so the champion stays
+    assert first["train"]["promotion"] == "first" and run.data.tags["promotion.outcome"] == "first"
+    _, spec = tracking.encoder_files(name, 1)
+    assert spec["feature_names"] == feature_names(ctx.taxonomy.spend_classes)
+    assert spec["taxonomy_version"] == ctx.taxonomy.version
+    assert spec["objective"] == objectives.resolve(ctx.cfg.model.objective)
+    # the same data and seed give the same model: scored beside the champion on the same
+    # validation split it is not better, so the champion stays
     assert second["train"]["model_version"] == 2 and second["train"]["promoted"] is False
+    again = client.get_run(second["train"]["run_id"]).data
+    assert again.tags["promotion.outcome"] == "kept" and again.tags["promotion.champion_version"] == "1"
+    losses = again.metrics["promotion.challenger_val_loss"], again.metrics["promotion.champion_val_loss"]
+    assert losses[0] == losses[1] == pytest.approx(again.metrics["best_val_loss"], rel=1e-6)
     assert second["train"]["val_loss"] == first["train"]["val_loss"]
     model = mlflow.pyfunc.load_model(f"models:/{name}@{ctx.cfg.mlflow.alias}")
     emb = ctx.tables.read("embeddings").orderBy("customer_id").limit(3).toPandas()
@@ -122,6 +136,47 @@ def test_summary_reports_segments(runs, capsys):
     text = open(first["summary"]["report"]).read()
     assert f"segments: {k} in {first['segment']['coarse_k']} coarse segments" in text
     assert f"customers segmented: {n}" in text
+
+
+def test_training_with_another_objective_registers_but_does_not_compare(runs, caplog):
+    ctx = runs[0]
+    other = pipeline.Context(ctx.cfg.with_overrides(**{"model.objective": "account"}), ctx.spark, ctx.tables,
+                             ctx.taxonomy)
+    with caplog.at_level("WARNING", logger="microseg"):
+        out = pipeline.run_stage("train", other)
+    tracking.setup(ctx.cfg)
+    data = MlflowClient().get_run(out["run_id"]).data
+    assert out["promotion"] == "refused" and out["promoted"] is False and out["model_version"] == 3
+    assert data.tags["promotion.outcome"] == "refused"
+    assert "promotion.challenger_val_loss" not in data.metrics                      # not scored
+    champion = objectives.resolve(ctx.cfg.model.objective)
+    why = f"objective: version 3 has {{'account': 1.0}}, champion 1 has {champion!r}"
+    assert why in data.tags["promotion.reason"] and why in caplog.text
+    assert tracking.alias_version(out["model"], ctx.cfg.mlflow.alias) == "1"
+    with pytest.raises(IncompatibleModel) as err:
+        pipeline.run_stage("embed", other)         # the champion was not trained for this objective
+    assert (f"objective: model microseg-encoder version 1 has {champion!r}, gold.sequences version "
+            f"{ctx.tables.version('sequences')} has {{'account': 1.0}}") in str(err.value)
+
+
+def test_a_reordered_taxonomy_is_refused_by_embed_and_assign(runs, tmp_path):
+    """Sequences rebuilt with the same classes in another order (same taxonomy version),
+    into tables of their own, next to the champion's embeddings of that month."""
+    ctx = runs[0]
+    taxonomy = yaml.safe_load(open(ctx.cfg.conf_path(ctx.cfg.taxonomy)))
+    taxonomy["classes"][:2] = taxonomy["classes"][1::-1]
+    (tmp_path / "taxonomy.yaml").write_text(yaml.safe_dump(taxonomy))
+    reordered = pipeline.Context.create(ctx.cfg.with_overrides(**{
+        "taxonomy": str(tmp_path / "taxonomy.yaml"), "tables.names.sequences": "gold.sequences_reordered",
+        "tables.names.feature_stats": "gold.feature_stats_reordered"}), ctx.spark)
+    assert reordered.taxonomy.version == ctx.taxonomy.version
+    pipeline.run_stage("sequences", reordered)
+    old, new = feature_names(ctx.taxonomy.spend_classes), feature_names(reordered.taxonomy.spend_classes)
+    both = f"has {old!r}, gold.sequences_reordered version 0 has {new!r} (first difference at position 0)"
+    for stage in ("embed", "assign"):
+        with pytest.raises(IncompatibleModel, match="feature_names") as err:
+            pipeline.run_stage(stage, reordered)
+        assert both in str(err.value) and "objective" not in str(err.value)
 
 
 @pytest.fixture(scope="module")

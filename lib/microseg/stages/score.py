@@ -7,19 +7,33 @@ import datetime as dt
 from pyspark.sql import functions as F
 
 from microseg import tracking
+from microseg.model import compat
 from microseg.prep import sequences
 from microseg.taxonomy import TRAITS
-from microseg.stages.context import Context, latest_as_of, registered_name, report_dir, segment_inputs, variant_key
+from microseg.stages.context import (Context, latest_as_of, registered_name, report_dir, segment_inputs,
+                                     sequences_record, variant_key)
+
+
+def _require_fits(ctx: Context, name: str, version: str, spec: dict) -> int:
+    """The sequences version that model ``version`` of ``name`` (recorded ``spec``) may
+    embed: it must record that table's objective, feature names and taxonomy version."""
+    seq_version = ctx.tables.version("sequences")
+    compat.require(spec, sequences_record(ctx, seq_version), f"model {name} version {version}",
+                   f"{ctx.tables.name('sequences')} version {seq_version}")
+    return seq_version
 
 
 def embed_stage(ctx: Context) -> dict:
-    """Embed every customer of gold.sequences with the aliased encoder (broadcast once)."""
+    """Embed every customer of gold.sequences with the aliased encoder (broadcast once), if
+    it was trained for the table's features, taxonomy and the configured objective."""
     from microseg.score.embed import embed_customers
 
     tracking.setup(ctx.cfg)
-    weights, spec, version = tracking.load_encoder_files(registered_name(ctx.cfg), ctx.cfg.mlflow.alias)
+    name = registered_name(ctx.cfg)
+    weights, spec, version = tracking.load_encoder_files(name, ctx.cfg.mlflow.alias)
+    seq_version = _require_fits(ctx, name, version, spec)
     as_of, key = latest_as_of(ctx), variant_key("embeddings", ctx.cfg.model.kind)
-    emb = embed_customers(ctx.tables.read("sequences"), weights, spec["model"], version)
+    emb = embed_customers(ctx.tables.read("sequences", version=seq_version), weights, spec["model"], version)
     ctx.tables.replace_where(key, emb, f"as_of = '{as_of}'")
     return {"model_version": version, "as_of": str(as_of), "table": ctx.tables.name(key)}
 
@@ -94,12 +108,16 @@ def _write_profiles(ctx: Context, variant: str, as_of: dt.date):
 def assign_stage(ctx: Context) -> dict:
     """Monthly: assign every customer to the stored centroids of the champion encoder's
     version (nearest coarse, then nearest micro within it; no refit), profile the segments,
-    flag a degenerate month, and count migrations since last month."""
+    flag a degenerate month, and count migrations since last month; refuses embeddings of an
+    encoder not trained for gold.sequences (as ``embed`` does)."""
     from microseg.score import segment
 
     as_of = latest_as_of(ctx)
-    vectors, variant, _ = segment_inputs(ctx, as_of)
+    vectors, variant, model_name = segment_inputs(ctx, as_of)
     version = vectors.select("model_version").head()[0]
+    if model_name:
+        tracking.setup(ctx.cfg)
+        _require_fits(ctx, model_name, version, tracking.encoder_files(model_name, version)[1])
     stored = ctx.tables.read(variant_key("segment_centroids", variant)).where(F.col("model_version") == version)
     rows = stored.collect()             # one row per centroid: small by construction
     if not rows:

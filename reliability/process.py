@@ -1,9 +1,11 @@
 """A stage as a real process: ``python -m microseg run --stage <s>`` in its own process
 group (the Spark JVM and any Python workers with it), watched for its first and last
-write, and killed with SIGKILL, all of it at once."""
+write, and killed with SIGKILL, all of it at once. Processes below the stage in sessions of
+their own (torchrun's ranks) are not hit by that kill: they must die with their parent."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +15,7 @@ import time
 from pathlib import Path
 
 POLL_S = 0.02
+OUTLIVE_S = 5.0   # how long a process below a killed stage may take to die with it
 _running: set[subprocess.Popen] = set()   # started and not yet waited for
 
 
@@ -41,6 +44,8 @@ class StageProcess:
                                          start_new_session=True)
         _running.add(self.proc)
         self.started = time.monotonic()
+        self.detached: set[int] = set()
+        self.outlived: list[int] = []
 
     def elapsed(self) -> float:
         return time.monotonic() - self.started
@@ -70,15 +75,26 @@ class StageProcess:
 
     def kill(self) -> bool:
         """SIGKILL the whole process group; True if it was still running. Returns once no
-        live process of the group is left."""
+        live process of the group is left. ``detached``: the processes below the stage in
+        other groups at the kill; ``outlived``: those of them still alive ``OUTLIVE_S``
+        later (then killed, so that they do not disturb the re-run)."""
         running = self.proc.poll() is None
+        pgid = self.proc.pid
+        self.detached = {pid for pid, group in descendants(pgid).items() if group != pgid}
         try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+            os.killpg(pgid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         self.wait()
-        while group_alive(self.proc.pid):
+        while group_alive(pgid):
             time.sleep(POLL_S)
+        deadline = time.monotonic() + OUTLIVE_S
+        while (alive := self.detached & live().keys()) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        self.outlived = sorted(alive)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         return running
 
     def wait(self) -> int:
@@ -106,16 +122,36 @@ def stop_all() -> None:
             pass
 
 
-def group_alive(pgid: int) -> bool:
-    """Whether any process of group ``pgid`` is still running (zombies do not count)."""
+def live() -> dict[int, tuple[int, int]]:
+    """Every running process (zombies do not count): pid -> (parent pid, process group)."""
+    out = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            return True
-    return False
+        if fields[0] != "Z":
+            out[int(stat.parent.name)] = (int(fields[1]), int(fields[2]))
+    return out
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group ``pgid`` is still running."""
+    return any(group == pgid for _, group in live().values())
+
+
+def descendants(pid: int) -> dict[int, int]:
+    """The running processes below ``pid``, whatever their group: pid -> process group."""
+    procs = live()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in procs.items():
+        children.setdefault(parent, []).append(child)
+    out, todo = {}, list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        out[child] = procs[child][1]
+        todo += children.get(child, [])
+    return out
 
 
 def run_stage(stage: str, overrides: dict, log: Path) -> StageProcess:

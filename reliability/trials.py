@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from microseg.pipeline import STAGES
 from reliability.fingerprint import Fingerprint
 from reliability.lakehouse import Lakehouse
-from reliability.process import files_under
+from reliability.process import StageProcess, files_under
 
 
 @dataclass
@@ -78,6 +78,7 @@ def kill_trial(lake: Lakehouse, clean: CleanRun, rng: random.Random, n: int) -> 
         if fp.duplicates:
             problems.append(f"{key}: {fp.duplicates} duplicate rows visible")
 
+    problems += outlived(proc)
     rerun_start = time.monotonic()
     try:
         lake.run(stage, f"trial{n}-{stage}-rerun")
@@ -93,6 +94,11 @@ def kill_trial(lake: Lakehouse, clean: CleanRun, rng: random.Random, n: int) -> 
         "problems": problems,
     }
     return Trial("kill", stage, not problems, lost, detail, killed)
+
+
+def outlived(proc: StageProcess) -> list[str]:
+    return [f"{len(proc.outlived)} process(es) outside the stage's group outlived the kill: "
+            f"{proc.outlived}"] if proc.outlived else []
 
 
 def compare(got: dict[str, Fingerprint], want: dict[str, Fingerprint], what: str) -> tuple[list[str], int]:

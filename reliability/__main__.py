@@ -4,7 +4,9 @@ Builds a small lakehouse stage by stage (snapshotting it before each stage under
 then runs the trials: each of ``--trials`` restores a stage's snapshot, starts the stage
 as a process, SIGKILLs it at a random moment of its write phase, checks that readers see
 each output table either as before or as after a clean run (never in between, never with
-duplicates), re-runs the stage and compares every output with the clean run's; each of
+duplicates), re-runs the stage and compares every output with the clean run's; for
+``train`` (TorchDistributor, 2 ranks) the kill lands mid-epoch after a checkpoint, and the
+re-run must resume from it and log the clean run's weights bit for bit; each of
 ``--concurrent`` runs two ingests of different files into the same tables at once and
 compares them with the same ingests run one after the other. It ends with one line:
 ``reliability: <survived>/<trials> trials survived, <lost> rows lost``; the details go to
@@ -27,7 +29,7 @@ from pathlib import Path
 from reliability import process, trials
 from reliability.lakehouse import Lakehouse
 
-KILL_STAGES = ["ingest", "aggregate", "sequences", "embed", "segment"]
+KILL_STAGES = ["ingest", "aggregate", "sequences", "train", "embed", "segment"]
 
 # 300 customers x 12 months: about 72,000 transactions and 400 rejected rows
 OVERRIDES = {
@@ -40,9 +42,11 @@ OVERRIDES = {
     "sequences.reference": "as_of",       # 12 months leave no room for a loan's 6 + 6 months
     "sequences.window_months": 12,
     "sequences.min_months": 4,
-    "model.epochs": 2,
+    "model.epochs": 4,
+    "model.steps_per_epoch": 30,          # epochs of a second or more: room for a kill inside one
     "model.hidden": 8,
-    "train.launcher": "single",
+    "train.launcher": "torch_distributor",
+    "train.num_processes": 2,
     "segment.k": 4,
     "segment.coarse_k": 2,
 }
@@ -66,17 +70,21 @@ def prepare(root: Path) -> None:
     (root / MARKER).touch()
 
 
-def build(lake: Lakehouse) -> dict[str, trials.CleanRun]:
+def build(lake: Lakehouse) -> dict[str, trials.CleanRun | trials.CleanTraining]:
     """generate, the first half-year into bronze, then the rest of the flow; each stage
-    under trial runs clean once from its snapshot, timed and fingerprinted."""
+    under trial runs clean once from its snapshot, timed and fingerprinted (train: its epochs
+    timed, its logged weights digested)."""
     clean = {}
     lake.run("generate", "generate")
     lake.snapshot("generated")
     lake.run("ingest", "ingest-first-half", **{"source.path": FIRST_HALF})
     for stage in ["ingest", "aggregate", "labels", "personality", "sequences", "train", "embed", "segment"]:
-        if stage in KILL_STAGES:
-            clean[stage] = trials.clean_run(lake, stage)
-            c = clean[stage]
+        if stage == "train":
+            clean[stage] = c = trials.clean_training(lake)
+            print(f"clean train: {c.seconds:.0f} s, {len(c.saves)} epochs of {c.epoch_s:.1f} s, "
+                  f"checkpoints from {c.saves[0]:.1f} s", flush=True)
+        elif stage in KILL_STAGES:
+            clean[stage] = c = trials.clean_run(lake, stage)
             print(f"clean {stage}: {c.seconds:.0f} s, writes from {c.first_write:.1f} s to {c.last_write:.1f} s; "
                   + " ".join(f"{k}={fp.rows}" for k, fp in c.after.items()), flush=True)
         else:
@@ -87,7 +95,7 @@ def build(lake: Lakehouse) -> dict[str, trials.CleanRun]:
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m reliability", description=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=20, help="SIGKILL trials, spread over the stages")
+    parser.add_argument("--trials", type=int, default=24, help="SIGKILL trials, spread over the stages")
     parser.add_argument("--concurrent", type=int, default=3, help="trials of two ingests at once")
     parser.add_argument("--seed", type=int, default=7, help="seeds the kill times")
     parser.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "microseg-reliability",
@@ -116,7 +124,9 @@ def run(args: argparse.Namespace) -> None:
     results = []
     for n in range(1, total + 1):
         if n <= args.trials:
-            trial = trials.kill_trial(lake, clean[KILL_STAGES[(n - 1) % len(KILL_STAGES)]], rng, n)
+            stage = KILL_STAGES[(n - 1) % len(KILL_STAGES)]
+            kill = trials.training_kill_trial if stage == "train" else trials.kill_trial
+            trial = kill(lake, clean[stage], rng, n)
         else:
             trial = trials.concurrent_trial(lake, cases[(n - args.trials - 1) % len(cases)], n)
         results.append(trial)
@@ -128,14 +138,12 @@ def run(args: argparse.Namespace) -> None:
     summary = {
         "trials": total, "survived": survived, "rows_lost": lost, "kills_landed": kills, "seed": args.seed,
         "wall_s": round(time.monotonic() - start), "config": OVERRIDES,
-        "clean_runs": {s: {"seconds": round(c.seconds, 1), "first_write_s": round(c.first_write, 1),
-                           "last_write_s": round(c.last_write, 1),
-                           "rows": {k: fp.rows for k, fp in c.after.items()}} for s, c in clean.items()},
+        "clean_runs": {s: c.summary() for s, c in clean.items()},
         "results": [{"kind": t.kind, "name": t.name, "survived": t.survived, "rows_lost": t.rows_lost,
                      **t.detail} for t in results],
     }
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(f"{kills} of {args.trials} kills landed while the stage ran; results: {args.out}")
+    print(f"{kills} of {args.trials} kills landed while the stage ran (training's: mid-epoch); results: {args.out}")
     print(f"reliability: {survived}/{total} trials survived, {lost} rows lost")
 
 

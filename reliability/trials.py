@@ -1,15 +1,22 @@
-"""The trials: a stage SIGKILLed during its writes and re-run; two ingests at once."""
+"""The trials: a stage SIGKILLed during its writes and re-run; training SIGKILLed mid-epoch
+and re-run; two ingests at once."""
 
 from __future__ import annotations
 
 import random
+import statistics
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import torch
+
+from microseg.model.train import state_digest
 from microseg.pipeline import STAGES
 from reliability.fingerprint import Fingerprint
 from reliability.lakehouse import Lakehouse
-from reliability.process import StageProcess, files_under
+from reliability.process import POLL_S, StageProcess, files_under
 
 
 @dataclass
@@ -22,6 +29,10 @@ class CleanRun:
     seconds: float
     first_write: float
     last_write: float
+
+    def summary(self) -> dict:
+        return {"seconds": round(self.seconds, 1), "first_write_s": round(self.first_write, 1),
+                "last_write_s": round(self.last_write, 1), "rows": {k: fp.rows for k, fp in self.after.items()}}
 
 
 @dataclass
@@ -99,6 +110,110 @@ def kill_trial(lake: Lakehouse, clean: CleanRun, rng: random.Random, n: int) -> 
 def outlived(proc: StageProcess) -> list[str]:
     return [f"{len(proc.outlived)} process(es) outside the stage's group outlived the kill: "
             f"{proc.outlived}"] if proc.outlived else []
+
+
+class Checkpoint:
+    """The train stage's checkpoint, ``last.pt`` in its run's folder under train.checkpoint_dir."""
+
+    def __init__(self, lake: Lakehouse):
+        self.folder = Path(lake.cfg.data_path(lake.cfg.train.checkpoint_dir))
+
+    def epoch(self) -> int:
+        """The epoch it holds; 0 when there is none."""
+        paths = list(self.folder.glob("*/last.pt"))
+        assert len(paths) <= 1, f"more than one training run's checkpoint: {paths}"
+        try:
+            return torch.load(paths[0], weights_only=True)["epoch"] if paths else 0
+        except FileNotFoundError:   # the stage finished and removed it
+            return 0
+
+    def saves(self, proc: StageProcess) -> Iterator[tuple[float, int]]:
+        """(seconds from start, epoch) for each epoch checkpointed while ``proc`` runs."""
+        last = 0
+        while proc.proc.poll() is None:
+            if (epoch := self.epoch()) > last:
+                last = epoch
+                yield proc.elapsed(), epoch
+            time.sleep(POLL_S)
+
+
+def logged_weights(lake: Lakehouse, before: set[str]) -> str | None:
+    """The digest of the encoder weights logged to MLflow since ``before`` (a listing of
+    its artifacts); None unless exactly one encoder was logged."""
+    new = [p for p in files_under([lake.root / "mlartifacts"]) - before if p.endswith("/encoder.pt")]
+    return state_digest(torch.load(new[0], weights_only=True)) if len(new) == 1 else None
+
+
+@dataclass
+class CleanTraining:
+    """The train stage's clean run from its snapshot: when each epoch's checkpoint was
+    saved (seconds from start) and the digest of the weights it logged."""
+    seconds: float
+    saves: list[float]
+    digest: str
+
+    @property
+    def epoch_s(self) -> float:
+        return statistics.median(b - a for a, b in zip(self.saves, self.saves[1:]))
+
+    def summary(self) -> dict:
+        return {"seconds": round(self.seconds, 1), "checkpoints_s": [round(t, 1) for t in self.saves],
+                "weights": self.digest}
+
+
+def clean_training(lake: Lakehouse) -> CleanTraining:
+    lake.snapshot("train")
+    before = files_under([lake.root / "mlartifacts"])
+    proc = lake.start("train", "clean-train")
+    saves = [t for t, _ in Checkpoint(lake).saves(proc)]
+    digest = logged_weights(lake, before) if proc.wait() == 0 else None
+    if digest is None or len(saves) < 2:
+        raise RuntimeError(f"clean run of train failed, or saved fewer than 2 epochs ({saves}); see {proc.log}")
+    return CleanTraining(proc.elapsed(), saves, digest)
+
+
+def training_kill_trial(lake: Lakehouse, clean: CleanTraining, rng: random.Random, n: int) -> Trial:
+    """From the train snapshot: start training, SIGKILL its process group in epoch k + 1
+    (k drawn from 1 .. epochs - 1: the kill waits for epoch k's checkpoint, then a random
+    part of an epoch), re-run it; the re-run must resume from the checkpoint the kill left
+    and log the clean run's weights bit for bit. No rank may outlive the kill."""
+    lake.restore("train")
+    checkpoint, epochs = Checkpoint(lake), len(clean.saves)
+    before = files_under([lake.root / "mlartifacts"])
+    k = rng.randint(1, epochs - 1)
+    proc = lake.start("train", f"trial{n}-train-killed")
+    saved = next((t for t, epoch in checkpoint.saves(proc) if epoch >= k), None)
+    problems = []
+    if saved is None:
+        problems.append(f"the stage ended (exit {proc.proc.returncode}) before checkpointing epoch {k}")
+    else:
+        time.sleep(rng.uniform(0.2, 0.6) * clean.epoch_s)
+    killed_at = proc.elapsed()
+    running = proc.kill()
+    held = checkpoint.epoch()
+    mid_epoch = running and saved is not None and held == k and len(proc.detached) > 0
+    problems += outlived(proc)
+
+    rerun_start = time.monotonic()
+    resumed = None
+    try:
+        resumed = lake.run("train", f"trial{n}-train-rerun").result()["resumed_from_epoch"]
+    except RuntimeError as err:
+        problems.append(f"re-run failed: {str(err).splitlines()[0]}")
+    if resumed is not None and resumed != held:
+        problems.append(f"the re-run resumed from epoch {resumed}, the checkpoint held epoch {held}")
+    if (digest := logged_weights(lake, before)) != clean.digest:
+        problems.append(f"logged weights {digest} differ from the clean run's {clean.digest}")
+    detail = {
+        "killed": (f"in epoch {k + 1} of {epochs}, {killed_at - saved:.1f} s after epoch {k}'s checkpoint, "
+                   f"{len(proc.detached)} ranks running" if mid_epoch
+                   else f"no: not mid-epoch (checkpoint holds epoch {held}, running: {running})"),
+        "resumed from epoch": resumed,
+        "weights": "equal to the clean run's" if digest == clean.digest else "differ",
+        "re-run": f"{time.monotonic() - rerun_start:.0f} s",
+        "problems": problems,
+    }
+    return Trial("kill", "train", not problems, 0, detail, mid_epoch)
 
 
 def compare(got: dict[str, Fingerprint], want: dict[str, Fingerprint], what: str) -> tuple[list[str], int]:

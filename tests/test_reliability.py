@@ -1,7 +1,8 @@
-"""Reliability, fast: a stage SIGKILLed mid-write recovers on re-run; concurrent writers
-all land; the same table versions, config and seed give the same model, embeddings and
-segments; a run is reproduced from its MLflow record. ``make reliability`` runs the
-full fault-injection harness."""
+"""Reliability, fast: a stage SIGKILLed mid-write recovers on re-run; training SIGKILLed
+mid-epoch resumes to the same weights; concurrent writers all land; the same table
+versions, config and seed give the same model, embeddings and segments; a run is
+reproduced from its MLflow record. ``make reliability`` runs the full fault-injection
+harness."""
 
 import shutil
 import time
@@ -18,6 +19,8 @@ from microseg.reproduce import config_from_run
 from microseg.tables import Tables
 from reliability.fingerprint import ABSENT, fingerprint, table_fingerprint
 from reliability.lakehouse import Lakehouse
+from reliability.process import files_under
+from reliability.trials import Checkpoint, logged_weights
 
 OVERRIDES = {
     "spark.shuffle_partitions": 4, "generator.customers": 60, "generator.months": 12,
@@ -26,6 +29,9 @@ OVERRIDES = {
     "segment.k": 3, "segment.coarse_k": 2, "ingest.today": "2024-06-30",
     "sequences.reference": "as_of",       # 12 months leave no room for a loan's 6 + 6 months
 }
+# two ranks, three epochs of 40 steps: a second or more each, room for a kill inside one
+DISTRIBUTED = {"train.launcher": "torch_distributor", "train.num_processes": 2, "model.epochs": 3,
+               "model.steps_per_epoch": 40}
 HALVES = ("{root}/landing/transactions/month=2023-0[1-6]",
           "{root}/landing/transactions/month=2023-{0[7-9],1[0-2]}")
 
@@ -127,6 +133,33 @@ def test_a_first_write_that_finds_the_table_created_meanwhile_merges_into_it(spa
     monkeypatch.setattr(tables, "exists", lambda key: next(answers, True))
     assert tables.merge_new("transactions", spark.createDataFrame([("s", "1")], schema), keys) == 1
     assert sorted(r.txn_id for r in tables.read("transactions").collect()) == ["0", "1"]
+
+
+def test_training_killed_mid_epoch_resumes_to_the_same_weights(built, spark, tmp_path):
+    """TorchDistributor with 2 ranks, its process group SIGKILLed in epoch 2 (after epoch 1's
+    checkpoint): no rank outlives the kill, and the re-run resumes from epoch 1 and logs
+    the weights of an uninterrupted run, bit for bit."""
+    ctx, _ = built
+    lake = Lakehouse(tmp_path, {**OVERRIDES, **DISTRIBUTED}, spark)
+    for key in ("sequences", "feature_stats"):     # as built: the last test writes newer sequences
+        shutil.copytree(ctx.tables.location(key), lake.tables.location(key))
+    checkpoint, logged = Checkpoint(lake), files_under([lake.root / "mlartifacts"])
+    clean = pipeline.run_stage("train", pipeline.Context.create(lake.cfg, spark))
+    uninterrupted = logged_weights(lake, logged)
+    assert clean["resumed_from_epoch"] == 0 and uninterrupted is not None
+
+    logged = files_under([lake.root / "mlartifacts"])
+    proc = lake.start("train", "killed")
+    assert next(checkpoint.saves(proc), (0, 0))[1] == 1   # epoch 1 checkpointed, epoch 2 begins
+    time.sleep(0.3)
+    assert proc.kill()
+    assert len(proc.detached) == 2                   # both ranks were running...
+    assert proc.outlived == []                       # ...and died with the stage
+    assert checkpoint.epoch() == 1                   # killed before epoch 2 ended
+
+    rerun = pipeline.run_stage("train", pipeline.Context.create(lake.cfg, spark))
+    assert rerun["resumed_from_epoch"] == 1
+    assert logged_weights(lake, logged) == uninterrupted
 
 
 def _weights(name: str, version: str) -> bytes:

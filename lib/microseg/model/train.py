@@ -90,8 +90,13 @@ def state_bytes(model: nn.Module) -> bytes:
 
 
 def param_digest(model: nn.Module) -> str:
+    return state_digest(model.state_dict())
+
+
+def state_digest(state: dict) -> str:
+    """SHA-256 over a state dict's names and tensor bytes: equal only when bit for bit equal."""
     h = hashlib.sha256()
-    for name, p in sorted(model.state_dict().items()):
+    for name, p in sorted(state.items()):
         h.update(name.encode())
         h.update(p.detach().cpu().numpy().tobytes())
     return h.hexdigest()

@@ -130,3 +130,17 @@ def test_shape_reads_trend_season_and_level_of_each_class():
     assert level[0].item() == pytest.approx(8 / 12, abs=1e-5)             # mean of months 8-11 minus 0-3
     assert abs(sin6[1].item()) == pytest.approx(1.0, abs=1e-5) and abs(cos6[1].item()) < 1e-5
     assert abs(sin6[0].item()) < abs(sin6[1].item())
+
+
+def test_embeddings_lie_as_far_apart_as_the_predicted_long_run_shapes():
+    torch.manual_seed(3)
+    m = LSTMEncoder(spec(objective="profile", hidden=6))
+    x = torch.rand(7, 6, F) + 0.1
+    with torch.no_grad():
+        emb, state = m.embed(x), m.encode(batch_of(x))[1]
+        shapes = m(batch_of(x))["shape"]
+    torch.testing.assert_close(torch.cdist(emb, emb), torch.cdist(shapes, shapes), atol=1e-5, rtol=1e-4)
+    assert torch.linalg.matrix_rank(m.shape_metric()) == 6        # invertible: the state is all there
+    assert not torch.allclose(torch.cdist(emb, emb), torch.cdist(state, state))
+    plain = LSTMEncoder(spec(objective="next", hidden=6))
+    torch.testing.assert_close(plain.embed(x), plain.encode(batch_of(x))[1])

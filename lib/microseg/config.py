@@ -165,7 +165,7 @@ class ModelConfig(_Strict):
     hidden: int = Field(32, ge=1)
     layers: int = Field(1, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
-    objective: str | dict[str, float] = "shape"      # a named objective, or {part: weight} (model/objectives.py)
+    objective: str | dict[str, float] = "profile"    # a named objective, or {part: weight} (model/objectives.py)
     embedding: Literal["last", "last_cell", "pooled"] = "last"   # LSTM: which states make the customer vector
     learning_rate: float = Field(0.005, gt=0)
     lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs
@@ -229,7 +229,8 @@ class EvaluateConfig(_Strict):
     e2e_epochs: int = Field(8, ge=1)             # the bespoke LSTM trained end-to-end on each label
     cv_folds: int = Field(5, ge=2)               # downstream: stratified k-fold over all labelled customers
     cv_repeats: int = Field(2, ge=1)             # ... repeated with reshuffled folds
-    objectives: list[str] = ["current", "next", "multi_horizon", "reconstruct", "shape"]   # compared in-memory
+    objectives: list[str] = ["current", "next", "multi_horizon", "reconstruct", "shape", "account",
+                             "profile"]          # compared in-memory
     objective_epochs: int = Field(15, ge=1)      # epochs of each encoder in the objective comparison
     objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]

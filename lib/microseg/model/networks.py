@@ -70,8 +70,21 @@ class _Encoder(nn.Module):
                 for part in self.objective}
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """The customer vectors of raw features [B, T, F] (any T)."""
-        return self.encode(batch_of(x))[1]
+        """The customer vectors of raw features [B, T, F] (any T): the customer state, in
+        the ``shape_metric`` when the objective has a ``shape`` part."""
+        emb = self.encode(batch_of(x))[1]
+        return emb @ self.shape_metric() if "shape" in self.objective else emb
+
+    def shape_metric(self) -> torch.Tensor:
+        """[E, E] ``V S`` of the shape head's weights ``W = U S V^T``: customer states ``h``
+        mapped by it lie as far apart as their predicted long-run shapes ``W h`` (squared
+        distance ``(h1 - h2)^T W^T W (h1 - h2)``), so segments group by the spending
+        behaviour the head reads from the state, not by whatever else (cash flow) the state
+        also carries; the map is invertible, so nothing is lost downstream. A constant of
+        the weights (no gradient); columns signed so their largest entry is positive."""
+        _, s, vt = torch.linalg.svd(self.heads["shape"].weight.detach(), full_matrices=False)
+        v = vt.T * s
+        return v * torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
 
 
 class LSTMEncoder(_Encoder):

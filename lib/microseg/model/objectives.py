@@ -20,6 +20,10 @@ Parts (``h`` a horizon in months):
 - ``window_traits``: the window's mean traits, from the embedding (the feed-forward
   network's target in the paper).
 
+``profile`` (the default) is ``shape`` with a lighter ``account``: segments come from the
+embedding, so the cash-flow part is weighted to inform it without drowning the behaviour
+(the weights were chosen by the evaluation; see the README).
+
 ``model.objective`` is a preset name, several joined by ``+`` (weights add), or a mapping
 ``{part: weight}``.
 
@@ -45,6 +49,7 @@ PRESETS: dict[str, dict[str, float]] = {
     "reconstruct": {"reconstruct": 1.0},
     "shape": {"shape": 1.0},
     "account": {"account": 1.0},
+    "profile": {"shape": 1.0, "account": 0.3},
     "window_traits": {"window_traits": 1.0},
 }
 _PART = re.compile(r"^(traits|shares)@(\d+)$|^(reconstruct|shape|account|window_traits)$")

@@ -70,6 +70,15 @@ def test_objectives_resolve_presets_sums_and_mappings():
             objectives.resolve(bad)
 
 
+def test_every_part_has_a_name_mlflow_accepts():
+    from mlflow.utils.validation import _validate_metric_name
+    for preset in objectives.PRESETS:
+        for part in objectives.resolve(preset):
+            _validate_metric_name(f"val_loss_{objectives.metric_key(part)}")
+    with pytest.raises(Exception, match="Names may only contain"):
+        _validate_metric_name("val_loss_traits@1")
+
+
 def test_forecast_targets_look_ahead_within_the_history_only():
     traits = torch.arange(4.).view(1, 4, 1).expand(1, 4, 5).clone()
     x = months([[1, 1, 1, 0]])                       # month 3 is trailing padding

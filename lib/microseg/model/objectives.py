@@ -73,6 +73,11 @@ def resolve(objective: str | dict[str, float]) -> dict[str, float]:
     return {p: float(w) for p, w in objective.items()}
 
 
+def metric_key(part: str) -> str:
+    """``part`` as an MLflow metric name (which may not hold '@'): ``traits@1`` -> ``traits_at_1``."""
+    return part.replace("@", "_at_")
+
+
 def is_step_part(part: str) -> bool:
     return "@" in part
 

@@ -77,7 +77,8 @@ def evaluate(model: nn.Module, batches, months: int) -> dict:
             batch = data.to_batch(raw, months)
             total, parts = objectives.loss(model, batch)
             n = len(batch.x)
-            for key, value in {"val_loss": float(total), **{f"val_loss_{p}": v for p, v in parts.items()}}.items():
+            named = {f"val_loss_{objectives.metric_key(p)}": v for p, v in parts.items()}
+            for key, value in {"val_loss": float(total), **named}.items():
                 sums[key] = sums.get(key, 0.0) + value * n
             rows += n
     return {k: v / rows for k, v in sums.items()} if rows else {"val_loss": float("nan")}

@@ -118,22 +118,26 @@ class Checkpoint:
     def __init__(self, lake: Lakehouse):
         self.folder = Path(lake.cfg.data_path(lake.cfg.train.checkpoint_dir))
 
-    def epoch(self) -> int:
-        """The epoch it holds; 0 when there is none."""
+    def load(self) -> dict | None:
         paths = list(self.folder.glob("*/last.pt"))
         assert len(paths) <= 1, f"more than one training run's checkpoint: {paths}"
         try:
-            return torch.load(paths[0], weights_only=True)["epoch"] if paths else 0
+            return torch.load(paths[0], weights_only=True) if paths else None
         except FileNotFoundError:   # the stage finished and removed it
-            return 0
+            return None
 
-    def saves(self, proc: StageProcess) -> Iterator[tuple[float, int]]:
-        """(seconds from start, epoch) for each epoch checkpointed while ``proc`` runs."""
-        last = 0
+    def epoch(self) -> int:
+        """The epoch it holds; 0 when there is none."""
+        return (self.load() or {"epoch": 0})["epoch"]
+
+    def saves(self, proc: StageProcess, last: int = 0) -> Iterator[tuple[float, int, str]]:
+        """(seconds from start, epoch, digest of the model's weights) for each epoch after
+        ``last`` checkpointed while ``proc`` runs (the final one too: the stage removes it
+        only after logging the model)."""
         while proc.proc.poll() is None:
-            if (epoch := self.epoch()) > last:
-                last = epoch
-                yield proc.elapsed(), epoch
+            if (ckpt := self.load()) and ckpt["epoch"] > last:
+                last = ckpt["epoch"]
+                yield proc.elapsed(), last, state_digest(ckpt["model"])
             time.sleep(POLL_S)
 
 
@@ -147,10 +151,12 @@ def logged_weights(lake: Lakehouse, before: set[str]) -> str | None:
 @dataclass
 class CleanTraining:
     """The train stage's clean run from its snapshot: when each epoch's checkpoint was
-    saved (seconds from start) and the digest of the weights it logged."""
+    saved (seconds from start), the digest of the weights after each epoch, and that of
+    the weights it logged (the best epoch's)."""
     seconds: float
     saves: list[float]
-    digest: str
+    weights: list[str]
+    logged: str
 
     @property
     def epoch_s(self) -> float:
@@ -158,31 +164,33 @@ class CleanTraining:
 
     def summary(self) -> dict:
         return {"seconds": round(self.seconds, 1), "checkpoints_s": [round(t, 1) for t in self.saves],
-                "weights": self.digest}
+                "weights": self.weights, "logged": self.logged}
 
 
 def clean_training(lake: Lakehouse) -> CleanTraining:
     lake.snapshot("train")
     before = files_under([lake.root / "mlartifacts"])
     proc = lake.start("train", "clean-train")
-    saves = [t for t, _ in Checkpoint(lake).saves(proc)]
-    digest = logged_weights(lake, before) if proc.wait() == 0 else None
-    if digest is None or len(saves) < 2:
-        raise RuntimeError(f"clean run of train failed, or saved fewer than 2 epochs ({saves}); see {proc.log}")
-    return CleanTraining(proc.elapsed(), saves, digest)
+    saves = list(Checkpoint(lake).saves(proc))
+    logged = logged_weights(lake, before) if proc.wait() == 0 else None
+    if logged is None or len(saves) < 2 or [e for _, e, _ in saves] != list(range(1, len(saves) + 1)):
+        raise RuntimeError(f"clean run of train failed, or did not checkpoint 2 or more epochs in turn "
+                           f"({[e for _, e, _ in saves]}); see {proc.log}")
+    return CleanTraining(proc.elapsed(), [t for t, _, _ in saves], [w for _, _, w in saves], logged)
 
 
 def training_kill_trial(lake: Lakehouse, clean: CleanTraining, rng: random.Random, n: int) -> Trial:
     """From the train snapshot: start training, SIGKILL its process group in epoch k + 1
     (k drawn from 1 .. epochs - 1: the kill waits for epoch k's checkpoint, then a random
-    part of an epoch), re-run it; the re-run must resume from the checkpoint the kill left
-    and log the clean run's weights bit for bit. No rank may outlive the kill."""
+    part of an epoch) and re-run it. The re-run must resume from the checkpoint the kill
+    left, and the weights after each epoch it trains, and those it logs, must equal the
+    clean run's bit for bit. No rank may outlive the kill."""
     lake.restore("train")
     checkpoint, epochs = Checkpoint(lake), len(clean.saves)
     before = files_under([lake.root / "mlartifacts"])
     k = rng.randint(1, epochs - 1)
     proc = lake.start("train", f"trial{n}-train-killed")
-    saved = next((t for t, epoch in checkpoint.saves(proc) if epoch >= k), None)
+    saved = next((t for t, epoch, _ in checkpoint.saves(proc) if epoch >= k), None)
     problems = []
     if saved is None:
         problems.append(f"the stage ended (exit {proc.proc.returncode}) before checkpointing epoch {k}")
@@ -194,23 +202,28 @@ def training_kill_trial(lake: Lakehouse, clean: CleanTraining, rng: random.Rando
     mid_epoch = running and saved is not None and held == k and len(proc.detached) > 0
     problems += outlived(proc)
 
-    rerun_start = time.monotonic()
-    resumed = None
-    try:
-        resumed = lake.run("train", f"trial{n}-train-rerun").result()["resumed_from_epoch"]
-    except RuntimeError as err:
-        problems.append(f"re-run failed: {str(err).splitlines()[0]}")
-    if resumed is not None and resumed != held:
+    rerun = lake.start("train", f"trial{n}-train-rerun")
+    trained = {epoch: weights for _, epoch, weights in checkpoint.saves(rerun, held)}
+    resumed = rerun.result()["resumed_from_epoch"] if rerun.wait() == 0 else None
+    rerun_s = rerun.elapsed()
+    if resumed is None:
+        problems.append(f"re-run failed (exit {rerun.proc.returncode}); see {rerun.log}")
+    elif resumed != held:
         problems.append(f"the re-run resumed from epoch {resumed}, the checkpoint held epoch {held}")
-    if (digest := logged_weights(lake, before)) != clean.digest:
-        problems.append(f"logged weights {digest} differ from the clean run's {clean.digest}")
+    if list(trained) != list(range(held + 1, epochs + 1)):
+        problems.append(f"the re-run checkpointed epochs {list(trained)}, not {held + 1} to {epochs}")
+    if differ := [e for e, w in trained.items() if w != clean.weights[e - 1]]:
+        problems.append(f"the weights after epochs {differ} differ from the clean run's")
+    if (logged := logged_weights(lake, before)) != clean.logged:
+        problems.append(f"the logged weights {logged} differ from the clean run's {clean.logged}")
     detail = {
         "killed": (f"in epoch {k + 1} of {epochs}, {killed_at - saved:.1f} s after epoch {k}'s checkpoint, "
                    f"{len(proc.detached)} ranks running" if mid_epoch
                    else f"no: not mid-epoch (checkpoint holds epoch {held}, running: {running})"),
         "resumed from epoch": resumed,
-        "weights": "equal to the clean run's" if digest == clean.digest else "differ",
-        "re-run": f"{time.monotonic() - rerun_start:.0f} s",
+        "weights": (f"after epochs {list(trained)} and as logged equal the clean run's"
+                    if trained and not differ and logged == clean.logged else "differ"),
+        "re-run": f"{rerun_s:.0f} s",
         "problems": problems,
     }
     return Trial("kill", "train", not problems, 0, detail, mid_epoch)

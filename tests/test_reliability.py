@@ -4,6 +4,7 @@ versions, config and seed give the same model, embeddings and segments; a run is
 reproduced from its MLflow record. ``make reliability`` runs the full fault-injection
 harness."""
 
+import random
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -17,10 +18,9 @@ from microseg import pipeline, tracking
 from microseg.config import load_config
 from microseg.reproduce import config_from_run
 from microseg.tables import Tables
+from reliability import trials
 from reliability.fingerprint import ABSENT, fingerprint, table_fingerprint
 from reliability.lakehouse import Lakehouse
-from reliability.process import files_under
-from reliability.trials import Checkpoint, logged_weights
 
 OVERRIDES = {
     "spark.shuffle_partitions": 4, "generator.customers": 60, "generator.months": 12,
@@ -136,30 +136,21 @@ def test_a_first_write_that_finds_the_table_created_meanwhile_merges_into_it(spa
 
 
 def test_training_killed_mid_epoch_resumes_to_the_same_weights(built, spark, tmp_path):
-    """TorchDistributor with 2 ranks, its process group SIGKILLed in epoch 2 (after epoch 1's
-    checkpoint): no rank outlives the kill, and the re-run resumes from epoch 1 and logs
-    the weights of an uninterrupted run, bit for bit."""
+    """The harness's training trial once: TorchDistributor with 2 ranks, its process group
+    SIGKILLed in epoch 2 (after epoch 1's checkpoint); no rank outlives the kill, the re-run
+    resumes from epoch 1, and the weights after epochs 2 and 3 and those logged equal an
+    uninterrupted run's, bit for bit."""
     ctx, _ = built
     lake = Lakehouse(tmp_path, {**OVERRIDES, **DISTRIBUTED}, spark)
     for key in ("sequences", "feature_stats"):     # as built: the last test writes newer sequences
         shutil.copytree(ctx.tables.location(key), lake.tables.location(key))
-    checkpoint, logged = Checkpoint(lake), files_under([lake.root / "mlartifacts"])
-    clean = pipeline.run_stage("train", pipeline.Context.create(lake.cfg, spark))
-    uninterrupted = logged_weights(lake, logged)
-    assert clean["resumed_from_epoch"] == 0 and uninterrupted is not None
+    clean = trials.clean_training(lake)
+    assert len(clean.weights) == 3 == len(set(clean.weights))        # every epoch moved the weights
 
-    logged = files_under([lake.root / "mlartifacts"])
-    proc = lake.start("train", "killed")
-    assert next(checkpoint.saves(proc), (0, 0))[1] == 1   # epoch 1 checkpointed, epoch 2 begins
-    time.sleep(0.3)
-    assert proc.kill()
-    assert len(proc.detached) == 2                   # both ranks were running...
-    assert proc.outlived == []                       # ...and died with the stage
-    assert checkpoint.epoch() == 1                   # killed before epoch 2 ended
-
-    rerun = pipeline.run_stage("train", pipeline.Context.create(lake.cfg, spark))
-    assert rerun["resumed_from_epoch"] == 1
-    assert logged_weights(lake, logged) == uninterrupted
+    trial = trials.training_kill_trial(lake, clean, random.Random(1), 1)   # draws k = 1 of 1..2
+    assert trial.killed and "2 ranks running" in trial.detail["killed"], trial.detail["killed"]
+    assert trial.detail["resumed from epoch"] == 1
+    assert trial.survived, trial.detail["problems"]
 
 
 def _weights(name: str, version: str) -> bytes:

@@ -73,7 +73,12 @@ class _Encoder(nn.Module):
         """The customer vectors of raw features [B, T, F] (any T): the customer state, in
         the ``shape_metric`` when the objective has a ``shape`` part."""
         emb = self.encode(batch_of(x))[1]
-        return emb @ self.shape_metric() if "shape" in self.objective else emb
+        return emb @ self.shape_metric() if self.in_shape_metric() else emb
+
+    def in_shape_metric(self) -> bool:
+        """Whether ``embed`` maps the state by ``shape_metric``: with a shape part whose head
+        has at least as many outputs as the state has dimensions (else the map would drop some)."""
+        return "shape" in self.objective and self.heads["shape"].out_features >= self.heads["shape"].in_features
 
     def shape_metric(self) -> torch.Tensor:
         """[E, E] ``V S`` of the shape head's weights ``W = U S V^T``: customer states ``h``

@@ -40,6 +40,26 @@ def test_bad_config_exits_2_naming_the_key():
     assert result.exit_code == 2 and "not valid YAML" in result.output and """'source.path="{root}/in"'""" in result.output
 
 
+def test_the_all_flow_generates_only_for_the_generator_source():
+    from microseg.pipeline import FLOWS, flow_stages
+
+    assert flow_stages(load_config("local"), "all") == FLOWS["all"]            # the demo: generate first
+    real = FLOWS["all"][1:]
+    assert FLOWS["all"][0] == "generate"
+    assert flow_stages(load_config("berka"), "all") == real
+    assert flow_stages(load_config("databricks"), "all") == real
+    for adapter in ("files", "statements"):
+        assert flow_stages(load_config("local", overrides={"source.adapter": adapter}), "all") == real
+    own = load_config("berka", overrides={"stages": ["ingest", "aggregate"]})
+    assert flow_stages(own, "all") == ["ingest", "aggregate"]                  # a stages list still wins
+
+
+def test_generate_in_the_stages_of_a_real_source_exits_2_naming_both_keys():
+    result = runner.invoke(app, ["run", "--env", "berka", "--set", "stages=[generate, ingest]"])
+    assert result.exit_code == 2
+    assert "config key stages" in result.output and "source.adapter is 'berka'" in result.output
+
+
 def test_bad_rows_option_is_checked_before_anything_runs():
     result = runner.invoke(app, ["generate", "--bad-rows", "UNPARSABLE_DATE"])
     assert result.exit_code == 2 and "write REASON=rate" in result.output

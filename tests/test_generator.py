@@ -156,3 +156,17 @@ def test_injected_bad_rows_come_back_as_their_reasons(spark, cfg):
     assert out["rows_inserted"] == out["rows_valid"]
     # ~1% each of ~25k rows, fewer where an earlier rule claims a row first
     assert all(n > 50 for n in out["quarantine_reasons"].values())
+
+
+def test_generate_refuses_a_real_source_and_writes_nothing(spark, cfg):
+    from pathlib import Path
+
+    from microseg import pipeline
+    from microseg.config import ConfigError
+
+    real = cfg.with_overrides(**{"source.adapter": "files"})   # the same landing, read as a bank's files
+    ctx = pipeline.Context.create(real, spark)
+    with pytest.raises(ConfigError, match="source.adapter is 'files'.*source.adapter: generator"):
+        pipeline.run_stage("generate", ctx)
+    assert not ctx.tables.exists("ground_truth")
+    assert not Path(real.data_path(real.generator.landing)).exists()

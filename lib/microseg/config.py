@@ -116,11 +116,18 @@ class GeneratorConfig(_Strict):
 
 
 class SourceConfig(_Strict):
-    adapter: Literal["files", "berka", "statements"] = "files"
+    # generator: the synthetic bank's landing (read as files); the others are a real source,
+    # beside which the generate stage never runs
+    adapter: Literal["generator", "files", "berka", "statements"] = "generator"
     path: StoragePath = "{root}/landing/transactions"   # file, folder or glob; {root}: tables.root
     mapping: StoragePath = "conf/sources/generated.yaml"
     loans: StoragePath | None = "{root}/landing/loans"   # loan book (customer_id, loan_status); null: none
     default_statuses: list[str] = ["B", "D"]     # loan statuses that count as default
+
+    @property
+    def synthetic(self) -> bool:
+        """The source is the generator's synthetic bank: the only one ``generate`` writes."""
+        return self.adapter == "generator"
 
 
 class DateWindow(_Strict):

@@ -40,7 +40,7 @@ STAGES: dict[str, Stage] = {
     s.name: s
     for s in [
         Stage("generate", generate_stage, (), ("ground_truth",),
-              "synthetic bank: landing files, loan book, planted ground truth"),
+              "synthetic bank: landing files, loan book, planted ground truth (source.adapter: generator)"),
         Stage("ingest", ingest_stage, (), ("transactions", "quarantine"),
               "read the source, validate into bronze; quarantine the rest"),
         Stage("aggregate", aggregate_stage, ("transactions",), ("monthly_spend", "monthly_account"),
@@ -107,18 +107,25 @@ FLOW_SETTINGS = {"monthly": {"sequences.reference": "as_of"}}
 
 
 def flow_stages(cfg: Settings, flow: str) -> list[str]:
-    """The stages ``flow`` runs, in order: for ``all`` the config's ``stages`` when set."""
-    names = cfg.stages if flow == "all" and cfg.stages else FLOWS[flow]
+    """The stages ``flow`` runs, in order: for ``all`` the config's ``stages`` when set;
+    ``generate`` only when ``source.adapter`` is the generator (never beside a real source)."""
+    if flow == "all" and cfg.stages:
+        names = cfg.stages
+    else:
+        names = [n for n in FLOWS[flow] if n != "generate" or cfg.source.synthetic]
     unknown = [n for n in names if n not in STAGES]
     if unknown:
         raise KeyError(f"config key stages: unknown stage(s) {unknown}; stages: {', '.join(STAGES)}")
+    if "generate" in names and not cfg.source.synthetic:
+        raise KeyError(f"config key stages: 'generate' writes a synthetic bank, but source.adapter is "
+                       f"{cfg.source.adapter!r} (a real source); drop generate from stages")
     return names
 
 
 def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None,
             flow: str = "all") -> dict[str, dict]:
-    """The stages of ``flow`` in order, with the flow's own settings (``FLOW_SETTINGS``); for
-    ``all``, the config's ``stages`` list when set (e.g. no ``generate`` for a real source)."""
+    """The stages of ``flow`` in order (``flow_stages``), with the flow's own settings
+    (``FLOW_SETTINGS``)."""
     if FLOW_SETTINGS.get(flow):
         ctx = Context(ctx.cfg.with_overrides(**FLOW_SETTINGS[flow]), ctx.spark, ctx.tables, ctx.taxonomy)
     results = {}

@@ -62,7 +62,7 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
         mapping = statements.load_mapping(mapping_file(cfg))
         read = lambda names: statements.read_statements(spark, names, mapping)  # noqa: E731
         identifying, legs = (mapping.columns["customer_id"], *mapping.identifying), 2
-    else:
+    else:   # files, and generator: the synthetic bank's landing, read the same way
         mapping = file_source.load_mapping(mapping_file(cfg))
         mcc_table = None
         if mapping.category_codes == "mcc":

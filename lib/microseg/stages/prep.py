@@ -11,6 +11,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from microseg import tracking
+from microseg.config import ConfigError
 from microseg.prep import aggregate, personality, reference, sequences
 from microseg.prep.ingest import check, reconcile, split
 from microseg.prep.pseudonymise import keyed_hmac, pseudonym_key, pseudonymise, pseudonymise_raw_rows
@@ -18,8 +19,14 @@ from microseg.stages.context import Context
 
 
 def generate_stage(ctx: Context) -> dict:
+    """The synthetic bank: landing files, loan book and ``ground_truth``; a ConfigError,
+    before anything is written, unless ``source.adapter`` is ``generator``."""
     from microseg.sources import generator
 
+    if not ctx.cfg.source.synthetic:
+        raise ConfigError(f"source.adapter is {ctx.cfg.source.adapter!r}, a real source: the generate stage "
+                          "writes a synthetic bank (landing files, raw ground truth) only for source.adapter: "
+                          "generator; skip generate, or set source.adapter=generator to try synthetic data")
     cfg = ctx.cfg.generator
     tx, truth = generator.generate(ctx.spark, cfg, ctx.cfg.seed, ctx.taxonomy)
     ctx.tables.overwrite("ground_truth", truth)

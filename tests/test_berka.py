@@ -13,7 +13,7 @@ from microseg.config import ConfigError, load_config
 from microseg.prep import aggregate, reference
 from microseg.prep.ingest import validate
 from microseg.sources import registry
-from microseg.sources.berka import load_mapping, read_customers, read_loans, read_transactions
+from microseg.sources.berka import load_files, load_mapping, read_loans, read_transactions
 from microseg.sources.contract import CANONICAL, SourceError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "berka-sample"
@@ -99,11 +99,11 @@ def test_mapping_rejects_a_class_outside_the_taxonomy(tmp_path, classes):
         load_mapping(bad, classes)
 
 
-def test_loans_become_default_labels(spark):
+def test_loans_become_default_labels(spark, mapping):
     _, *body = _rows("loan.asc")
     accounts = {r[0] for r in _rows("account.asc")[1:]}
     expected = {r[0]: r[-1] for r in body if r[1] in accounts}
-    loans = {r.loan_id: r for r in read_loans(spark, SAMPLE).collect()}
+    loans = {r.loan_id: r for r in read_loans(spark, SAMPLE, mapping.files).collect()}
     assert len(loans) == len(expected) == 19
     assert {k: v.loan_status for k, v in loans.items()} == expected
     assert all(v.loan_default == (1 if v.loan_status in ("B", "D") else 0) for v in loans.values())
@@ -132,18 +132,26 @@ def test_the_loan_date_is_each_loan_accounts_reference(spark, mapping, classes, 
     assert sum(m < as_of for m in got.values()) == 7           # the loans granted before 1994-03
 
 
-def test_customers_one_row_per_account_with_owner(spark):
-    customers = read_customers(spark, SAMPLE)
-    stats = customers.agg(F.count("*").alias("n"), F.countDistinct("customer_id").alias("ids"),
-                          F.count("owner_client_id").alias("owners")).first()
-    assert stats.n == stats.ids == stats.owners == len(_rows("account.asc")) - 1
-    # account 2378: its owner's birth number has month + 50, so a woman
-    owner = next(r[1] for r in _rows("disp.asc")[1:] if r[2] == "2378" and r[3] == "OWNER")
-    born = next(r[1] for r in _rows("client.asc")[1:] if r[0] == owner)
-    row = customers.where(F.col("customer_id") == "2378").first()
-    assert int(born[2:4]) > 50
-    assert (row.owner_client_id, row.gender, row.birth_year) == (owner, "F", 1900 + int(born[:2]))
-    assert (row.statement_frequency, row.opened) == ("monthly", dt.date(1993, 1, 1))
+def test_the_loan_book_is_the_file_the_mapping_names(spark, tmp_path):
+    folder = tmp_path / "export"
+    folder.mkdir()
+    for name in ("trans.asc", "loan.asc"):
+        (folder / ("loans.csv" if name == "loan.asc" else name)).write_bytes((SAMPLE / name).read_bytes())
+    renamed = tmp_path / "berka.yaml"
+    renamed.write_text(MAPPING.read_text().replace("loans: loan.asc", "loans: loans.csv"))
+    cfg = load_config("berka", overrides={"tables.root": str(tmp_path / "lakehouse"), "source.path": str(folder),
+                                          "source.mapping": str(renamed)})
+    loans = registry.read_loans(spark, cfg)
+    stats = loans.agg(F.count("*").alias("n"), F.sum("loan_default").alias("defaults")).first()
+    assert (stats.n, stats.defaults) == (19, 4)          # the sample's loans, 4 of them B or D
+
+
+def test_a_mapping_key_that_nothing_reads_fails_at_load_naming_it(tmp_path):
+    bad = tmp_path / "berka.yaml"
+    bad.write_text(MAPPING.read_text().replace("  loans: loan.asc", "  loans: loan.asc\n  clients: client.asc"))
+    with pytest.raises(ConfigError, match=r"files\.clients: not a key here, so nothing would read it; remove it "
+                                          r"\(keys here: transactions, loans\)"):
+        load_files(bad)
 
 
 def test_a_missing_column_names_file_and_column(spark, mapping, tmp_path):
@@ -158,7 +166,7 @@ def test_an_empty_or_missing_file_is_an_error(spark, mapping, tmp_path):
     with pytest.raises(SourceError, match=r"trans\.asc is empty"):
         read_transactions(spark, tmp_path, mapping)
     with pytest.raises(SourceError, match=r"loan\.asc does not exist"):
-        read_loans(spark, tmp_path)
+        read_loans(spark, tmp_path, mapping.files)
 
 
 def test_bad_lines_get_a_reason_and_keep_their_raw_row(spark, mapping, tmp_path):

@@ -4,6 +4,7 @@ invariant, whole-file errors, idempotent re-ingest and an incremental month."""
 import datetime as dt
 import json
 import os
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,24 @@ from microseg import pipeline
 from microseg.prep.ingest import BRONZE_COLUMNS, QUARANTINE_COLUMNS, REASONS, validate
 from microseg.sources.contract import SourceError
 from microseg.sources.files import check_files, list_files, load_mapping, read_files
+
+
+@pytest.mark.parametrize("source, change, named", [
+    ("generated.yaml", {"columns": {"amount": {"column": "amount", "format": "#.##"}}}, "columns.amount.format"),
+    ("generated.yaml", {"category_map": {"5411": "groceries"}}, "category_map"),
+    ("generated.yaml", {"amount_scale": 100}, "amount_scale"),
+    ("statements.yaml", {"columns": {"currency": "ccy"}}, "default_currency"),
+])
+def test_a_mapping_key_that_nothing_reads_fails_at_load_naming_it(tmp_path, source, change, named):
+    from microseg.config import ConfigError, deep_merge
+    from microseg.sources import statements
+
+    mapping = yaml.safe_load((Path(__file__).resolve().parents[1] / "conf" / "sources" / source).read_text())
+    path = tmp_path / source
+    path.write_text(yaml.safe_dump(deep_merge(mapping, change)))
+    load = statements.load_mapping if source == "statements.yaml" else load_mapping
+    with pytest.raises(ConfigError, match=re.escape(named) + r".*nothing would read it"):
+        load(path)
 
 HEADER = "customer_id,txn_id,booking_date,amount,currency,category,balance_after"
 GOOD = [

@@ -106,3 +106,14 @@ def test_bad_table_fails_naming_the_range(tmp_path, ranges, message):
     with pytest.raises(ConfigError, match=re.escape(f"{path}: ")) as err:
         load_mcc_table(path, CLASSES)
     assert message in str(err.value)
+
+
+def test_a_range_is_named_by_its_label_too(tmp_path):
+    path = tmp_path / "mcc.yaml"
+    path.write_text(yaml.safe_dump({"credit_class": "transfer_in", "ranges": [
+        {"from": 0, "to": 5410, "class": "groceries"},
+        {"from": 5411, "to": 5411, "class": "spaceships", "label": "Grocery stores, supermarkets"},
+        {"from": 5412, "to": 9999, "class": "dining"}]}))
+    with pytest.raises(ConfigError, match=re.escape("range 5411-5411 (Grocery stores, supermarkets) has unknown "
+                                                    "class 'spaceships'")):
+        load_mcc_table(path, CLASSES)

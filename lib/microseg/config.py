@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -326,9 +326,35 @@ def _read_yaml(path: Path) -> dict:
     return data
 
 
-def problems(err: ValidationError) -> str:
-    """Pydantic errors as ``key.path: message; ...``."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {e['msg']}" for e in err.errors())
+def problems(err: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """Pydantic errors as ``key.path: message; ...``; with ``model``, an unknown key is said
+    to do nothing, with the keys allowed beside it."""
+    def message(e: dict) -> str:
+        if model is None or e["type"] != "extra_forbidden":
+            return e["msg"]
+        keys = _keys_beside(model, e["loc"])
+        known = f" (keys here: {', '.join(keys)})" if keys else ""
+        return f"not a key here, so nothing would read it; remove it{known}"
+    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<top>'}: {message(e)}" for e in err.errors())
+
+
+def _models(annotation: Any) -> list[type[BaseModel]]:
+    """The models inside a type annotation (``X | None``, ``tuple[X, ...]``, ``dict[str, X]``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in get_args(annotation) for m in _models(arg)]
+
+
+def _keys_beside(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys of the model that holds the key at ``loc``; [] when it cannot be told."""
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is not None:   # other parts are list indices, dict keys, union members
+            inner = _models(field.annotation)
+            if not inner:
+                return []
+            model = inner[0]
+    return [f.alias or name for name, f in model.model_fields.items()]
 
 
 def load_model_file(path: str | Path, model: type[BaseModel], what: str):
@@ -341,7 +367,7 @@ def load_model_file(path: str | Path, model: type[BaseModel], what: str):
     except yaml.YAMLError as err:
         raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
     except ValidationError as err:
-        raise ConfigError(f"invalid {what} {path}: {problems(err)}") from None
+        raise ConfigError(f"invalid {what} {path}: {problems(err, model)}") from None
 
 
 def _validate(data: dict, source: str) -> Settings:

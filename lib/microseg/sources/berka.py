@@ -26,8 +26,6 @@ CORRUPT = "_corrupt_record"
 TRANS_COLUMNS = ("trans_id", "account_id", "date", "type", "operation", "amount", "balance",
                  "k_symbol")
 LOAN_COLUMNS = ("loan_id", "account_id", "date", "amount", "duration", "status")
-FREQUENCY = {"POPLATEK MESICNE": "monthly", "POPLATEK TYDNE": "weekly",
-             "POPLATEK PO OBRATU": "after_transaction"}
 
 
 class _Strict(BaseModel):
@@ -47,10 +45,8 @@ class Rule(_Strict):
 
 
 class BerkaFiles(_Strict):
+    """The files the pipeline reads, by name inside ``source.path``."""
     transactions: str = "trans.asc"
-    accounts: str = "account.asc"
-    dispositions: str = "disp.asc"
-    clients: str = "client.asc"
     loans: str = "loan.asc"
 
 
@@ -70,9 +66,6 @@ class BerkaMapping(_Strict):
         return self
 
 
-DEFAULT_FILES = BerkaFiles()
-
-
 def load_mapping(path: str | Path, classes: Iterable[str]) -> BerkaMapping:
     """Read and validate the mapping; every rule's class must be one of ``classes``."""
     mapping = load_model_file(path, BerkaMapping, "Berka mapping")
@@ -83,6 +76,11 @@ def load_mapping(path: str | Path, classes: Iterable[str]) -> BerkaMapping:
                 f"{path}: rule {i} ({rule.key}) maps to {rule.txn_class!r}, which is not a class "
                 f"of the taxonomy; use one of {sorted(known)}")
     return mapping
+
+
+def load_files(path: str | Path) -> BerkaFiles:
+    """The mapping's file names (the mapping validated, its rules' classes aside)."""
+    return load_model_file(path, BerkaMapping, "Berka mapping").files
 
 
 def _path(folder: str | Path, name: str) -> str:
@@ -180,8 +178,9 @@ def read_transactions(spark: SparkSession, folder: str | Path, mapping: BerkaMap
     ))
 
 
-def read_loans(spark: SparkSession, folder: str | Path, files: BerkaFiles = DEFAULT_FILES) -> DataFrame:
-    """One row per loan; ``loan_default`` 1 for status B or D, 0 for A or C, else null."""
+def read_loans(spark: SparkSession, folder: str | Path, files: BerkaFiles) -> DataFrame:
+    """The mapping's loan book (``files.loans``): one row per loan; ``loan_default`` 1 for
+    status B or D, 0 for A or C, else null."""
     raw = _read(spark, _path(folder, files.loans), LOAN_COLUMNS)
     status = _text("status")
     return raw.select(
@@ -192,35 +191,4 @@ def read_loans(spark: SparkSession, folder: str | Path, files: BerkaFiles = DEFA
         F.col("duration").try_cast("int").alias("duration_months"),
         status.alias("loan_status"),
         F.when(status.isin("B", "D"), 1).when(status.isin("A", "C"), 0).cast("int").alias("loan_default"),
-    )
-
-
-def read_customers(spark: SparkSession, folder: str | Path, files: BerkaFiles = DEFAULT_FILES) -> DataFrame:
-    """One row per account with its owner's birth year and gender (women: birth month + 50)."""
-    accounts = _read(spark, _path(folder, files.accounts), ("account_id", "district_id", "frequency", "date"))
-    disp = _read(spark, _path(folder, files.dispositions), ("client_id", "account_id", "type"))
-    clients = _read(spark, _path(folder, files.clients), ("client_id", "birth_number"))
-    owners = disp.where(_text("type") == "OWNER").select(
-        _text("account_id").alias("customer_id"), _text("client_id").alias("owner_client_id"))
-    born = _text("birth_number")
-    valid = born.rlike(r"^\d{6}$")
-    people = clients.select(
-        _text("client_id").alias("owner_client_id"),
-        F.when(valid, F.substring(born, 1, 2).try_cast("int") + 1900).alias("birth_year"),
-        F.when(valid, F.when(F.substring(born, 3, 2).try_cast("int") > 50, "F").otherwise("M"))
-        .alias("gender"),
-    )
-    frequency = _text("frequency")
-    names = F.create_map(*[F.lit(x) for pair in FREQUENCY.items() for x in pair])
-    return (
-        accounts.select(
-            _text("account_id").alias("customer_id"),
-            _text("district_id").alias("district_id"),
-            F.coalesce(F.try_element_at(names, frequency), frequency).alias("statement_frequency"),
-            _date("date").alias("opened"),
-        )
-        .join(owners, "customer_id", "left")
-        .join(people, "owner_client_id", "left")
-        .select("customer_id", "district_id", "statement_frequency", "opened", "owner_client_id",
-                F.col("birth_year").cast("int"), "gender")
     )

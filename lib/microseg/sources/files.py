@@ -26,7 +26,7 @@ from functools import reduce
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StringType, StructField, StructType
@@ -69,6 +69,17 @@ class FileMapping(BaseModel):
         if missing:
             raise ValueError(f"required canonical columns {missing} need a source column")
         return cols
+
+    @model_validator(mode="after")
+    def _every_key_read(self) -> FileMapping:
+        formatted = [name for name in self.columns if name != "booking_date" and self.spec(name).format]
+        if formatted:
+            raise ValueError(f"columns.{formatted[0]}.format: only booking_date reads a format, so nothing "
+                             "would read it; remove it")
+        if self.category_map and self.category_codes != "map":
+            raise ValueError(f"category_map: read only with category_codes: map (here {self.category_codes!r}), "
+                             "so nothing would read it; remove it or set category_codes: map")
+        return self
 
     def spec(self, name: str) -> ColumnSpec:
         value = self.columns.get(name)

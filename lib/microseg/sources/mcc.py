@@ -27,18 +27,20 @@ class MccRange(BaseModel):
     first: int = Field(alias="from")
     last: int = Field(alias="to")
     txn_class: str = Field(alias="class")
-    label: str = ""
+    label: str = ""      # what the codes are: shown in every message about the range
 
     @property
-    def span(self) -> str:
-        return f"{self.first:04d}-{self.last:04d}"
+    def name(self) -> str:
+        """The codes and, when given, the label: how messages name the range."""
+        codes = f"{self.first:04d}-{self.last:04d}"
+        return f"{codes} ({self.label})" if self.label else codes
 
     @model_validator(mode="after")
     def _bounds(self) -> MccRange:
         if not (self.first in CODES and self.last in CODES):
-            raise ValueError(f"range {self.span}: codes must be within 0000-9999")
+            raise ValueError(f"range {self.name}: codes must be within 0000-9999")
         if self.first > self.last:
-            raise ValueError(f"range {self.span}: 'from' is greater than 'to'")
+            raise ValueError(f"range {self.name}: 'from' is greater than 'to'")
         return self
 
 
@@ -64,10 +66,10 @@ class MccTable(BaseModel):
             problems.append(f"codes 0000-{self.ranges[0].first - 1:04d} are in no range")
         for before, after in zip(self.ranges, self.ranges[1:]):
             if after.first <= before.last:
-                problems.append(f"range {after.span} overlaps {before.span}")
+                problems.append(f"range {after.name} overlaps {before.name}")
             elif after.first > before.last + 1:
                 problems.append(f"codes {before.last + 1:04d}-{after.first - 1:04d} are in no range "
-                                f"(gap between {before.span} and {after.span})")
+                                f"(gap between {before.name} and {after.name})")
         if self.ranges[-1].last < CODES[-1]:
             problems.append(f"codes {self.ranges[-1].last + 1:04d}-9999 are in no range")
         if problems:
@@ -98,7 +100,7 @@ def load_mcc_table(path: str | Path, class_names: Collection[str]) -> MccTable:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     except ValidationError as err:
         raise ConfigError(f"{path}: {'; '.join(_describe(e) for e in err.errors())}") from None
-    unknown = [f"range {r.span} has unknown class {r.txn_class!r}"
+    unknown = [f"range {r.name} has unknown class {r.txn_class!r}"
                for r in table.ranges if r.txn_class not in class_names]
     if table.credit_class not in class_names:
         unknown.append(f"unknown credit_class {table.credit_class!r}")

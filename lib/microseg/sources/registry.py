@@ -85,7 +85,7 @@ def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:
     if cfg.source.adapter == "berka":
         from microseg.sources import berka
 
-        loans = berka.read_loans(spark, cfg.data_path(cfg.source.path))
+        loans = berka.read_loans(spark, cfg.data_path(cfg.source.path), berka.load_files(mapping_file(cfg)))
     elif cfg.source.loans:
         path = cfg.data_path(cfg.source.loans)
         if not file_source.list_files(spark, path):

@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -38,7 +38,7 @@ class StatementMapping(BaseModel):
     options: dict[str, str] = {}
     columns: dict[Literal["customer_id", "month", "balance", "payments", "bills", "currency"], str | None]
     month_format: str = "yyyy-MM"
-    default_currency: str = "EUR"
+    default_currency: str = "EUR"    # the currency of every row when columns.currency is null
     payments_class: str
     bills_class: str
     identifying: tuple[str, ...] = ()   # source columns besides the customer id that hold ids
@@ -50,6 +50,13 @@ class StatementMapping(BaseModel):
         if unmapped:
             raise ValueError(f"statement fields {unmapped} need a source column")
         return cols
+
+    @model_validator(mode="after")
+    def _currency_read_once(self) -> StatementMapping:
+        if self.columns.get("currency") and "default_currency" in self.model_fields_set:
+            raise ValueError("default_currency: read only when columns.currency is null (here it is mapped), "
+                             "so nothing would read it; remove one of them")
+        return self
 
 
 def load_mapping(path: str | Path) -> StatementMapping:

@@ -1,6 +1,7 @@
-"""Degenerate inputs say what they are instead of training: spend in one class or a
-constant personality stops training before anything is registered, an unusable validation
-loss is never promoted, and statements can class bills by a category column."""
+"""Degenerate inputs say what they are instead of training or crashing: spend in one class
+or a constant personality stops training before anything is registered, an unusable
+validation loss is never promoted, statements can class bills by a category column, and
+too few distinct vectors give one segment with the reason."""
 
 import math
 
@@ -11,9 +12,10 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from microseg import tracking
-from microseg.config import ConfigError, load_config
+from microseg.config import ConfigError, SegmentConfig, load_config
 from microseg.pipeline import Context, run_stage
 from microseg.prep import learnable
+from microseg.score import segment
 from microseg.sources import statements
 from microseg.stages.context import feature_scaling, sequences_record
 from microseg.stages.model import require_learnable
@@ -139,6 +141,13 @@ def test_training_on_spend_in_one_class_stops_before_any_model_version_is_regist
     assert MlflowClient().search_model_versions(f"name = '{one_class.cfg.mlflow.registered_model}'") == []
 
 
+def test_segmenting_constant_traits_gives_one_segment_and_says_why(one_class):
+    out = run_stage("segment", one_class.for_variant("traits"))
+    assert out["coarse_k"] == out["k"] == 1 and out["degenerate"]
+    assert out["degenerate_reason"].startswith("the vectors are not distinguishable (coarse: ")
+    assert "1 distinct: one segment" in out["degenerate_reason"]
+
+
 # --- promotion ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("loss", [float("nan"), 0.0])
@@ -159,3 +168,37 @@ def test_a_non_finite_or_zero_validation_loss_is_never_promoted(tmp_path, loss):
     assert tracking.alias_version("degenerate", "champion") is None
     assert math.isnan(promotion.losses["challenger"]) or promotion.losses["challenger"] == 0.0
     mlflow.set_tracking_uri(None)
+
+
+# --- segmentation -----------------------------------------------------------------------------
+
+def _frame(spark, points):
+    rows = [(f"C{i}", [float(v) for v in p]) for i, p in enumerate(points)]
+    return spark.createDataFrame(rows, "customer_id string, embedding array<double>").selectExpr(
+        "*", "date'2024-03-01' as as_of", "'1' as model_version")
+
+
+def _seg_cfg(**kw):
+    return SegmentConfig(min_size=1, sample_rows=1000, **kw)
+
+
+def test_vectors_equal_but_for_rounding_noise_are_one_point(spark):
+    noisy = [[0.4 + i * 1e-13, -0.1, 0.0] for i in range(40)]          # distinct bits, one point
+    seg = segment.fit(_frame(spark, noisy), _seg_cfg(), 1)
+    assert len(seg.coarse) == len(seg.micro) == 1
+    assert seg.one_point == "coarse: 40 sampled vectors, 1 distinct: one segment"
+    sizes = segment.assign(_frame(spark, noisy), seg).groupBy("segment", "coarse_segment").count() \
+        .withColumnRenamed("count", "customers").toPandas()
+    flags = segment.degeneracy(sizes, _seg_cfg(), seg.one_point)
+    assert flags["degenerate"] and flags["degenerate_reason"].startswith(
+        "the vectors are not distinguishable (coarse: 40 sampled vectors, 1 distinct: one segment); coarse segment 0")
+
+
+@pytest.mark.parametrize("fixed", [None, 8])
+def test_three_distinct_points_with_k_up_to_8_choose_k_of_at_most_3(spark, fixed):
+    points = [[0.0, 0.0], [40.0, 0.0], [0.0, 40.0]] * 15
+    grid = list(range(2, 9))
+    seg = segment.fit(_frame(spark, points), _seg_cfg(coarse_k_grid=grid, micro_k_grid=grid, coarse_k=fixed), 1)
+    assert len(seg.coarse) == len(seg.micro) == 3 and seg.one_point is None
+    assert set(seg.coarse_curve) <= {2, 3}
+    assert any("only 3 distinct vectors" in m for m in seg.messages)

@@ -120,6 +120,18 @@ def test_statements_with_a_category_column_give_bills_in_several_classes_and_som
     require_learnable(current, train, feature_scaling(ctx, seq_version)[0], sequences_record(current, seq_version))
 
 
+def test_the_generated_data_has_something_to_learn(spark, cfg):
+    ctx = Context.create(cfg.with_overrides(**{"model.objective": "current"}), spark)   # traits checked too
+    for stage in ("generate", "ingest", "aggregate", "personality", "sequences"):
+        run_stage(stage, ctx)
+    seq_version = ctx.tables.version("sequences")
+    train = ctx.tables.read("sequences").where("eligible and split = 'train'")
+    means, record = feature_scaling(ctx, seq_version)[0], sequences_record(ctx, seq_version)
+    assert len(learnable.classes_with_spend(record["feature_names"], means)) > 10
+    assert min(learnable.trait_variance(train)) > 1e-3
+    require_learnable(ctx, train, means, record)
+
+
 def test_statements_mapping_categories_need_their_column_and_known_classes(tmp_path):
     mapping = yaml.safe_load(open("conf/sources/statements.yaml"))
     classes = ["utilities", "transfer_in", "groceries"]

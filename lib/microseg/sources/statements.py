@@ -69,13 +69,13 @@ class StatementMapping(BaseModel):
 
 def load_mapping(path: str | Path, classes: Iterable[str]) -> StatementMapping:
     """Read and validate the mapping; every class it names must be one of ``classes``."""
-    mapping = load_model_file(path, StatementMapping, "statements mapping")
+    mapping, known = load_model_file(path, StatementMapping, "statements mapping"), set(classes)
     named = {"payments_class": mapping.payments_class, "bills_class": mapping.bills_class,
              **{f"categories[{k!r}]": v for k, v in mapping.categories.items()}}
-    unknown = {key: c for key, c in named.items() if c not in set(classes)}
+    unknown = {key: c for key, c in named.items() if c not in known}
     if unknown:
         raise ConfigError(f"{path}: {', '.join(f'{k} maps to {c!r}' for k, c in unknown.items())}, not a class of "
-                          f"the taxonomy; use one of {sorted(classes)}")
+                          f"the taxonomy; use one of {sorted(known)}")
     return mapping
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import tempfile
@@ -113,7 +114,7 @@ def _requirements() -> list[str]:
 @dataclass(frozen=True)
 class Promotion:
     """What promotion decided: ``first`` (nothing held the alias), ``promoted``, ``kept``
-    (not better) or ``refused`` (not comparable); why; and both losses when compared."""
+    (not better) or ``refused`` (not comparable, or an unusable loss); why; and the losses computed."""
 
     outcome: str
     reason: str
@@ -130,18 +131,25 @@ def promote_if_better(registered_model: str, alias: str, version: int | str,
     """Move ``alias`` to ``version`` when nothing holds it, or when the holder records the
     same objective, feature names and taxonomy version (``model.compat``) and ``version``
     has the lower ``score(weights, spec)``: a loss on the current validation data, computed
-    for both. Encoders that differ are not compared and the alias stays."""
+    for both. Encoders that differ are not compared and the alias stays; nor does it move to
+    a version whose loss is not finite or is zero (no validation data, constant targets)."""
     client = MlflowClient()
     holder = alias_version(registered_model, alias)
+    new = encoder_files(registered_model, version)
     if holder is None:
+        loss = score(*new)
+        if not _usable(loss):
+            return _unusable(version, loss)
         client.set_registered_model_alias(registered_model, alias, str(version))
-        return Promotion("first", f"no version held {alias}")
-    new, old = encoder_files(registered_model, version), encoder_files(registered_model, holder)
+        return Promotion("first", f"no version held {alias}", losses={"challenger": loss})
+    old = encoder_files(registered_model, holder)
     diff = compat.mismatches(new[1], old[1])
     if diff:
         return Promotion("refused", "not compared: " + compat.describe(diff, f"version {version}", f"{alias} {holder}"),
                          holder)
     losses = {"challenger": score(*new), "champion": score(*old)}
+    if not _usable(losses["challenger"]):
+        return _unusable(version, losses["challenger"], holder)
     better = losses["challenger"] < losses["champion"]
     if better:
         client.set_registered_model_alias(registered_model, alias, str(version))
@@ -150,11 +158,21 @@ def promote_if_better(registered_model: str, alias: str, version: int | str,
                      f"{losses['champion']:.6g}", holder, losses)
 
 
+def _usable(loss: float) -> bool:
+    return math.isfinite(loss) and loss > 0.0
+
+
+def _unusable(version: int | str, loss: float, holder: str | None = None) -> Promotion:
+    return Promotion("refused", f"version {version}'s validation loss is {loss:.6g}: not finite or zero, as when "
+                     "the validation split is empty or the targets are constant; not promoted",
+                     holder, {"challenger": loss})
+
+
 def record_promotion(registered_model: str, version: int | str, promotion: Promotion) -> None:
     """The decision in the active run (tags, both losses) and in the log."""
     mlflow.set_tags({"promotion.outcome": promotion.outcome, "promotion.reason": promotion.reason[:5000],
                      "promotion.champion_version": promotion.champion or ""})
-    mlflow.log_metrics({f"promotion.{who}_val_loss": v for who, v in promotion.losses.items()})
+    mlflow.log_metrics({f"promotion.{who}_val_loss": v for who, v in promotion.losses.items() if math.isfinite(v)})
     level = logging.WARNING if promotion.outcome == "refused" else logging.INFO
     log.log(level, "model %s version %s: %s (%s)", registered_model, version, promotion.outcome, promotion.reason)
 

@@ -90,7 +90,7 @@ def _granularity(pdf: pd.DataFrame, variants: list[str], sizes: dict[str, pd.Dat
                **metrics.cluster_quality(x, labels, seed),
                "trait_var_within": metrics.within_variance_share(window_traits, labels),
                "size_min": int(counts.min()), "size_median": float(np.median(counts)), "size_max": int(counts.max()),
-               **{k: val for k, val in degeneracy(sizes[v], segment_cfg).items() if k != "min_size"},
+               **{k: val for k, val in degeneracy(sizes[v], segment_cfg, _one_point(v)).items() if k != "min_size"},
                "ari_coarse": float("nan"), "ari_micro": float("nan")}
         if planted:
             row["ari_coarse"] = metrics.ari(pdf[f"coarse_{v}"].to_numpy(), pdf["coarse_group"].to_numpy())
@@ -98,6 +98,15 @@ def _granularity(pdf: pd.DataFrame, variants: list[str], sizes: dict[str, pd.Dat
             row.update({f"{k}_at_planted_k": val for k, val in encoders.planted_scores(x, pdf, seed).items()})
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _one_point(variant: str) -> str | None:
+    """Why the variant's latest segmentation run made one segment (too few distinct vectors), or None."""
+    import mlflow
+
+    runs = mlflow.search_runs(filter_string=f"tags.features = '{variant}'", order_by=["start_time DESC"],
+                              max_results=1, output_format="list")
+    return (runs[0].data.tags.get("segment.one_point") or None) if runs else None
 
 
 def _k_curves(variants: list[str]) -> pd.DataFrame:

@@ -17,8 +17,10 @@ micro-segments inside each coarse segment.
   or one below ``min_size``, marks the segmentation degenerate.
 
 Micro-segment ids are dense over the whole table, ordered by (coarse segment, local id).
-Fewer distinct vectors than a k: that k is not tried; one distinct vector: one segment,
-said in the messages.
+Vectors are told apart to 9 decimals (rounding noise is no point of its own). Fewer
+distinct vectors in the sample than a k: that k is not tried; one distinct vector: one
+segment, said in the messages and, for the whole table, as ``one_point``: the reason the
+segmentation is degenerate; a fixed k above the distinct vectors: k = their number.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ class Segmentation:
     coarse_curve: dict[int, float] = field(default_factory=dict)              # k -> silhouette
     micro_curves: dict[int, dict[int, float]] = field(default_factory=dict)   # coarse -> k -> silhouette
     messages: list[str] = field(default_factory=list)
+    one_point: str | None = None           # why all customers are one segment: too few distinct vectors
 
     @property
     def micro_k(self) -> dict[int, int]:
@@ -64,17 +67,23 @@ def _estimator(cfg: SegmentConfig, k: int, seed: int):
 
 
 def _level(points: DataFrame, cfg: SegmentConfig, seed: int, name: str, population: int, fixed: int | None,
-           grid: list[int], min_size: int, floor: float | None) -> tuple[int, np.ndarray | None, dict, list[str]]:
-    """(k, its k x d centroids or None for k = 1, silhouette by k, messages) for one level on
-    the persisted sample ``points`` of ``population`` customers. A fixed k skips the rules."""
+           grid: list[int], min_size: int, floor: float | None
+           ) -> tuple[int, np.ndarray | None, dict, list[str], str | None]:
+    """(k, its k x d centroids or None for k = 1, silhouette by k, messages, the message when
+    the sample holds fewer than 2 distinct vectors) for one level on the persisted sample
+    ``points`` of ``population`` customers. A fixed k skips the rules."""
     if fixed == 1:
-        return 1, None, {}, []
+        return 1, None, {}, [], None
     if fixed:
         grid, min_size, floor = [fixed], 0, None
-    n, distinct = points.agg(F.count("*"), F.count_distinct("embedding")).head()
+    rounded = F.transform("embedding", lambda v: F.round(v.cast("double"), 9))
+    n, distinct = points.agg(F.count("*"), F.count_distinct(rounded)).head()
     if distinct < 2:
-        return 1, None, {}, [f"{name}: {n} sampled vectors, {distinct} distinct: one segment"]
+        note = f"{name}: {n} sampled vectors, {distinct} distinct: one segment"
+        return 1, None, {}, [note], note
     notes = [f"{name}: only {distinct} distinct vectors: k > {distinct} not tried"] if distinct < max(grid) else []
+    if fixed and fixed > distinct:
+        grid = [distinct]      # a fixed k above the distinct vectors: as many segments as there are
     evaluator = ClusteringEvaluator(featuresCol="vector", predictionCol="prediction")
     curve, eligible = {}, {}
     for k in [k for k in grid if k <= distinct]:
@@ -97,9 +106,9 @@ def _level(points: DataFrame, cfg: SegmentConfig, seed: int, name: str, populati
     if not eligible:
         rule = "" if floor is None else f"silhouette >= {floor} and "
         notes.append(f"{name}: no k of {grid} gives {rule}segments of >= {min_size} customers: one segment")
-        return 1, None, curve, notes
+        return 1, None, curve, notes, None
     k = max(eligible, key=lambda k: (curve[k], -k))
-    return k, eligible[k], curve, notes
+    return k, eligible[k], curve, notes, None
 
 
 def _sq_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -130,8 +139,8 @@ def fit(vectors: DataFrame, cfg: SegmentConfig, seed: int) -> Segmentation:
     min_size = cfg.min_size_for(total)
     sample = _points(vectors.sample(fraction=min(1.0, cfg.sample_rows / max(total, 1)), seed=seed)
                      ).coalesce(1).persist()     # a sample: one partition, fewer tasks per KMeans step
-    kc, coarse, coarse_curve, messages = _level(sample, cfg, seed, "coarse", total, cfg.coarse_k,
-                                                cfg.coarse_k_grid, min_size, None)
+    kc, coarse, coarse_curve, messages, one_point = _level(sample, cfg, seed, "coarse", total, cfg.coarse_k,
+                                                           cfg.coarse_k_grid, min_size, None)
     if coarse is None:
         coarse = np.array([sample.select(Summarizer.mean(F.col("vector"))).head()[0].toArray()])
     sample.unpersist()
@@ -144,14 +153,14 @@ def fit(vectors: DataFrame, cfg: SegmentConfig, seed: int) -> Segmentation:
     micro, parent, curves = [], [], {}
     for c in ids:
         points = members.where(F.col("_coarse") == int(c)).persist()
-        k, centers, curves[int(c)], notes = _level(points, cfg, seed, f"coarse {c}", counts.get(c, 0), cfg.k,
-                                                   cfg.micro_k_grid, min_size, cfg.micro_min_silhouette)
+        k, centers, curves[int(c)], notes, _ = _level(points, cfg, seed, f"coarse {c}", counts.get(c, 0), cfg.k,
+                                                      cfg.micro_k_grid, min_size, cfg.micro_min_silhouette)
         points.unpersist()
         micro.append(coarse[c:c + 1] if centers is None else centers)
         parent += [int(c)] * (1 if centers is None else k)
         messages += notes
     members.unpersist()
-    return Segmentation(coarse, np.concatenate(micro), np.array(parent), coarse_curve, curves, messages)
+    return Segmentation(coarse, np.concatenate(micro), np.array(parent), coarse_curve, curves, messages, one_point)
 
 
 def centroid_table(spark: SparkSession, seg: Segmentation, model_version: str) -> DataFrame:
@@ -179,15 +188,16 @@ def assign(embeddings: DataFrame, seg: Segmentation) -> DataFrame:
     )
 
 
-def degeneracy(sizes: pd.DataFrame, cfg: SegmentConfig) -> dict:
+def degeneracy(sizes: pd.DataFrame, cfg: SegmentConfig, one_point: str | None = None) -> dict:
     """From one row per micro-segment (segment, coarse_segment, customers): the largest
     share and the smallest size over both levels, and whether (and why) the segmentation is
-    degenerate: a segment above ``cfg.max_share`` of the customers or below ``min_size``."""
+    degenerate: a segment above ``cfg.max_share`` of the customers or below ``min_size``, or
+    ``one_point`` (``Segmentation.one_point``: too few distinct vectors), said first."""
     total = int(sizes["customers"].sum())
     min_size = cfg.min_size_for(total)
     levels = {"coarse": sizes.groupby("coarse_segment")["customers"].sum(),
               "micro": sizes.set_index("segment")["customers"]}
-    reasons = []
+    reasons = [f"the vectors are not distinguishable ({one_point})"] if one_point else []
     for level, counts in levels.items():
         if counts.max() > cfg.max_share * total:
             reasons.append(f"{level} segment {counts.idxmax()} holds {counts.max() / total:.0%} of the "

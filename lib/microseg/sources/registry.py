@@ -59,7 +59,7 @@ def read_batch(spark: SparkSession, cfg: Settings, taxonomy: Taxonomy) -> Batch:
     if cfg.source.adapter == "statements":
         from microseg.sources import statements
 
-        mapping = statements.load_mapping(mapping_file(cfg))
+        mapping = statements.load_mapping(mapping_file(cfg), classes)
         read = lambda names: statements.read_statements(spark, names, mapping)  # noqa: E731
         identifying, legs = (mapping.columns["customer_id"], *mapping.identifying), 2
     else:   # files, and generator: the synthetic bank's landing, read the same way

@@ -13,18 +13,24 @@ month_format: yyyy-MM
 payments_class: transfer_in
 bills_class: utilities
 ```
+
+With a category column (``columns.category``) each row's bills go to the class its value
+maps to in ``categories`` (source value -> taxonomy class, checked at load); a value the
+map lacks leaves the bill leg without a class, so ingest quarantines it as
+``UNKNOWN_CATEGORY`` (the payment leg stays); without one every bill is ``bills_class``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from microseg.config import load_model_file
+from microseg.config import ConfigError, load_model_file
 from microseg.sources.contract import conform, undecodable
 from microseg.sources.files import CORRUPT, read_strings
 
@@ -36,11 +42,13 @@ class StatementMapping(BaseModel):
     name: str
     format: Literal["csv", "parquet", "json"]
     options: dict[str, str] = {}
-    columns: dict[Literal["customer_id", "month", "balance", "payments", "bills", "currency"], str | None]
+    columns: dict[Literal["customer_id", "month", "balance", "payments", "bills", "currency", "category"],
+                  str | None]
     month_format: str = "yyyy-MM"
     default_currency: str = "EUR"    # the currency of every row when columns.currency is null
     payments_class: str
     bills_class: str
+    categories: dict[str, str] = {}     # with columns.category: source value -> class of the bills
     identifying: tuple[str, ...] = ()   # source columns besides the customer id that hold ids
 
     @field_validator("columns")
@@ -58,13 +66,38 @@ class StatementMapping(BaseModel):
                              "so nothing would read it; remove one of them")
         return self
 
+    @model_validator(mode="after")
+    def _categories_with_their_column(self) -> StatementMapping:
+        if bool(self.columns.get("category")) != bool(self.categories):
+            raise ValueError("`columns.category` (the source column) and `categories` (source value -> class) "
+                             "go together: set both to class bills by category, or neither for `bills_class`")
+        return self
 
-def load_mapping(path: str | Path) -> StatementMapping:
-    return load_model_file(path, StatementMapping, "statements mapping")
+
+def load_mapping(path: str | Path, classes: Iterable[str]) -> StatementMapping:
+    """Read and validate the mapping; every class it names must be one of ``classes``."""
+    mapping, known = load_model_file(path, StatementMapping, "statements mapping"), set(classes)
+    named = {"payments_class": mapping.payments_class, "bills_class": mapping.bills_class,
+             **{f"categories[{k!r}]": v for k, v in mapping.categories.items()}}
+    unknown = {key: c for key, c in named.items() if c not in known}
+    if unknown:
+        raise ConfigError(f"{path}: {', '.join(f'{k} maps to {c!r}' for k, c in unknown.items())}, not a class of "
+                          f"the taxonomy; use one of {sorted(known)}")
+    return mapping
+
+
+def bills_class(mapping: StatementMapping) -> Column:
+    """Each row's class of its bills: ``categories`` of the category column's value (null
+    for a value it lacks), or ``bills_class``."""
+    source = mapping.columns.get("category")
+    if not source:
+        return F.lit(mapping.bills_class)
+    pairs = [F.lit(x) for kv in mapping.categories.items() for x in kv]
+    return F.try_element_at(F.create_map(*pairs), F.trim(F.col(f"`{source}`")))
 
 
 def read_statements(spark: SparkSession, files: list[str], mapping: StatementMapping) -> DataFrame:
-    wanted = {f: mapping.columns[f] for f in (*FIELDS, "currency") if mapping.columns.get(f)}
+    wanted = {f: mapping.columns[f] for f in (*FIELDS, "currency", "category") if mapping.columns.get(f)}
     strings = read_strings(spark, files, mapping.format, mapping.options, wanted, mapping.name)
     col = {f: F.trim(F.col(f"`{mapping.columns[f]}`")) for f in FIELDS}
     month = F.try_to_timestamp(col["month"], F.lit(mapping.month_format)).cast("date")
@@ -77,7 +110,7 @@ def read_statements(spark: SparkSession, files: list[str], mapping: StatementMap
         F.struct(F.lit("in").alias("leg"), month.alias("date"), payments.alias("amount"),
                  F.lit(mapping.payments_class).alias("category"), F.lit(None).cast("double").alias("balance")),
         F.struct(F.lit("out").alias("leg"), F.last_day(month).alias("date"),
-                 (-bills).alias("amount"), F.lit(mapping.bills_class).alias("category"), balance.alias("balance")),
+                 (-bills).alias("amount"), bills_class(mapping).alias("category"), balance.alias("balance")),
     )
     parse_error = (   # a statement row is read whole or not at all: both legs share it
         F.when(F.col(CORRUPT).isNotNull(), "MALFORMED_LINE")

@@ -31,10 +31,23 @@ def scorer(batches: Callable[[], Iterable[dict]], months: int) -> Callable[[byte
     return score
 
 
+def require_learnable(ctx: Context, train_df, means: list[float], record: dict) -> None:
+    """NothingToLearn (``prep.learnable``) before any training or registration when the
+    training customers' spend falls in fewer than 2 classes or, for an objective with trait
+    parts, their personality does not vary: from ``gold.feature_stats`` and one aggregate."""
+    from microseg.prep import learnable
+
+    spending = learnable.classes_with_spend(record["feature_names"], means)
+    variance = (learnable.trait_variance(train_df)
+                if len(spending) > 1 and learnable.uses_traits(record["objective"]) else None)
+    learnable.check(spending, variance, ctx.cfg.source.adapter)
+
+
 def train_stage(ctx: Context) -> dict:
     """Train on the recorded sequences version with the configured launcher; log, register,
     and move the alias when the new version beats the holder on the current validation split
-    (``tracking.promote_if_better``: encoders trained for something else are not compared)."""
+    (``tracking.promote_if_better``: encoders trained for something else are not compared).
+    Constant training targets stop it first (``require_learnable``)."""
     import shutil
 
     import mlflow
@@ -53,6 +66,7 @@ def train_stage(ctx: Context) -> dict:
     if n_train == 0:
         raise RuntimeError("no eligible training sequences; generate or ingest more data, "
                            "or lower sequences.min_months")
+    require_learnable(ctx, train_df, scaling[0], record)
     world = 1 if cfg.train.launcher == "single" else cfg.train.num_processes
     steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size, world)
     cache = ctx.work_dir / "petastorm"

@@ -41,7 +41,8 @@ def embed_stage(ctx: Context) -> dict:
 def segment_stage(ctx: Context) -> dict:
     """Fit coarse segments and micro-segments inside each (k by the rules of
     ``microseg.score.segment`` unless fixed), store both levels' centroids with the model
-    version (Delta + MLflow), assign every customer, and flag a degenerate segmentation."""
+    version (Delta + MLflow), assign every customer, and flag a degenerate segmentation
+    (fewer than 2 distinct vectors: one segment, the reason in ``degenerate_reason``)."""
     import mlflow
 
     from microseg.score import segment
@@ -79,11 +80,12 @@ def segment_stage(ctx: Context) -> dict:
         ctx.tables.replace_where(variant_key("segments", variant), segment.assign(vectors, seg),
                                  f"as_of = '{as_of}'")
         vectors.unpersist()
-        flags = segment.degeneracy(_write_profiles(ctx, variant, as_of), cfg.segment)
+        flags = segment.degeneracy(_write_profiles(ctx, variant, as_of), cfg.segment, seg.one_point)
         mlflow.log_metrics({"segment.largest_share": flags["largest_share"],
                             "segment.smallest_size": flags["smallest_size"],
                             "segment.degenerate": float(flags["degenerate"])})
-        mlflow.set_tag("segment.degenerate_reason", flags["degenerate_reason"] or "")
+        mlflow.set_tags({"segment.degenerate_reason": flags["degenerate_reason"] or "",
+                         "segment.one_point": seg.one_point or ""})
     return {"features": variant, "as_of": str(as_of), "model_version": version,
             "coarse_k": len(seg.coarse), "k": len(seg.micro), "micro_k": seg.micro_k,
             "silhouette": seg.coarse_curve.get(len(seg.coarse)),

@@ -234,6 +234,7 @@ class EvaluateConfig(_Strict):
     objective_epochs: int = Field(15, ge=1)      # epochs of each encoder in the objective comparison
     objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
+    min_surrogate_r2: float = Field(0.3, le=1)   # lower fidelity: the surrogate explains nothing, no drivers
 
 
 class Settings(_Strict):

@@ -142,10 +142,11 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
     return downstream.summary(scores), paired, skipped
 
 
-def _explain(pdf: pd.DataFrame, x: np.ndarray, active: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
+def _explain(pdf: pd.DataFrame, x: np.ndarray, active: np.ndarray, names: list[str],
+             min_r2: float) -> tuple[dict, pd.DataFrame]:
     inputs, input_names = surrogate.window_inputs(x.astype(np.float64), active.astype(np.float64), names)
-    model, fidelity = surrogate.fit(inputs, frames.to_matrix(pdf, "vec_lstm"), (pdf["split"] != "test").to_numpy())
-    return fidelity, surrogate.drivers(model, inputs, pdf["seg_lstm"].to_numpy(), input_names)
+    return surrogate.explain(inputs, frames.to_matrix(pdf, "vec_lstm"), (pdf["split"] != "test").to_numpy(),
+                             pdf["seg_lstm"].to_numpy(), input_names, min_r2)
 
 
 def _map(pdf: pd.DataFrame, variants: list[str], rows: int, seed: int) -> pd.DataFrame:
@@ -270,7 +271,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
         list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds)
     summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
-    fidelity, drivers = _explain(pdf, x, active, names)
+    fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
     profiles, mix = _profiles(ctx, as_of)
     configured = " + ".join(f"{w:g} {p}" for p, w in resolve(m.objective).items())
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),

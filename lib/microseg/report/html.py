@@ -73,8 +73,9 @@ SECTIONS = (
      "same folds with a corrected resampled t interval (Nadeau & Bengio). 'As good as bespoke' "
      "holds only when the interval includes 0 or lies above it and its low end clears the margin."),
     ("What drives each segment",
-     "A linear surrogate mimics the LSTM from its inputs; its fidelity R² says how far to trust it. "
-     "The inputs with the largest scores drive each segment most; the sign gives the direction."),
+     "A linear surrogate mimics the LSTM from its inputs; its fidelity R² says how far to trust it, "
+     "and below evaluate.min_surrogate_r2 no drivers are named. The inputs with the largest scores "
+     "drive each segment most; the sign gives the direction."),
 )
 FIGURE_SECTION = {
     "k_curves": "Granularity across variants",
@@ -267,6 +268,8 @@ def _explanation(surrogate: dict, drivers: pd.DataFrame) -> str:
     if "rows" in surrogate and "inputs" in surrogate:
         facts.append(f"fitted on {_fmt(surrogate['rows'])} rows of {_fmt(surrogate['inputs'])} inputs")
     text = f"<p>{escape('; '.join(facts))}.</p>"
+    if surrogate.get("unexplained"):
+        return text + f"<p><strong>{escape(surrogate['unexplained'])}.</strong></p>"
     if drivers.empty:
         return text + _table(drivers)
     top = drivers.sort_values(["segment", "rank"]).groupby("segment")

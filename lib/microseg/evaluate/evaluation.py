@@ -25,6 +25,7 @@ from pyspark.sql import functions as F
 from microseg.evaluate import coles, downstream, encoders, frames, metrics, references, surrogate
 from microseg.evaluate.e2e import lstm_predictor
 from microseg.evaluate.result import Evaluation
+from microseg.prep.labels import balance_coverage, liquidity_unavailable
 from microseg.prep.sequences import feature_names
 from microseg.score.segment import degeneracy
 from microseg.taxonomy import TRAITS
@@ -176,11 +177,13 @@ def _claim(claim: str, held, evidence: str) -> dict:
 
 
 def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd.DataFrame,
-                 configured: str) -> pd.DataFrame:
+                 configured: str, not_evaluated: dict[str, str] | None = None) -> pd.DataFrame:
     """The product's and the paper's claims as checks with the numbers behind each verdict
     (None: not checkable here, e.g. no planted truth, no labels or a variant missing). ARI
     claims compare the pipeline's LSTM vectors with the references on the same sample and
-    must clear ``ARI_MARGIN``; downstream claims use the paired fold differences."""
+    must clear ``ARI_MARGIN``; downstream claims use the paired fold differences.
+    ``not_evaluated``: a task -> why it was not evaluated, given as its claim's evidence."""
+    not_evaluated = not_evaluated or {}
     g = granularity.set_index("variant")
     stats = encoders.summary(objectives).set_index(["variant", "measure"]) if not objectives.empty else None
 
@@ -225,6 +228,9 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
     for task, metric in (("default", "roc_auc"), ("liquidity", "macro_f1")):
         claim = f"LSTM features do as well as the bespoke GBM on {task} ({metric}, paired folds)"
         r = paired[(paired["task"] == task) & (paired["metric"] == metric)].set_index("model")
+        if task in not_evaluated:
+            rows.append(_claim(claim, None, f"not evaluated: {not_evaluated[task]}"))
+            continue
         if LABELS["lstm"] not in r.index:
             rows.append(_claim(claim, None, "not measured: no labels for this task, or a model missing"))
             continue
@@ -239,6 +245,11 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
                                bool(lift["diff_low"] > 0),
                                f"lift {lift['mean_diff']:+.3f} [{lift['diff_low']:+.3f}, {lift['diff_high']:+.3f}]"))
     return pd.DataFrame(rows, columns=["claim", "held", "evidence"])
+
+
+def _not_evaluated(liquidity: str | None) -> dict[str, str]:
+    """What the evaluation could not judge and why: "liquidity" without balances."""
+    return {"liquidity": liquidity} if liquidity else {}
 
 
 def evaluate(ctx, as_of: dt.date) -> Evaluation:
@@ -272,13 +283,16 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
+    balances = balance_coverage(ctx.tables.read("monthly_account"))
+    not_evaluated = _not_evaluated(liquidity_unavailable(*balances))
     profiles, mix = _profiles(ctx, as_of)
     configured = " + ".join(f"{w:g} {p}" for p, w in resolve(m.objective).items())
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),
             "left_out_incomplete": int((~complete).sum()), "variants": built,
             "objective_configured": configured, "model_versions": versions,
             "cv": f"{cfg.evaluate.cv_folds}-fold stratified x {cfg.evaluate.cv_repeats} repeats",
-            "downstream_skipped": skipped.to_dict(orient="records"),
+            "downstream_skipped": skipped[~skipped["task"].isin(list(not_evaluated))].to_dict(orient="records"),
+            "customers_without_balances": balances[1], "not_evaluated": not_evaluated,
             "table_versions": ctx.tables.versions(["sequences", "feature_stats", "labels", "segments", "embeddings"]),
             "code_version": tracking.code_version(), "seed": cfg.seed,
             "coles": "included" if coles.available() else "not installed (optional extra: scripts/coles-env.sh)"}
@@ -286,7 +300,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
                       downstream=summary.assign(dataset=dataset), paired=paired, surrogate=fidelity, drivers=drivers,
                       map_points=_map(pdf, built, cfg.evaluate.map_rows, cfg.seed),
                       profiles=profiles, spend_mix=mix,
-                      claims=check_claims(granularity, objectives, paired, configured), meta=meta)
+                      claims=check_claims(granularity, objectives, paired, configured, not_evaluated), meta=meta)
 
 
 def _slug(text: str) -> str:

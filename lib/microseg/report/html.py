@@ -230,9 +230,16 @@ def _claims(claims: pd.DataFrame) -> str:
     return _table(claims[["claim"]].assign(held=claims["held"].map(_verdict), evidence=claims["evidence"]))
 
 
-def _downstream(summary: pd.DataFrame, paired: pd.DataFrame, skipped: list) -> str:
-    notes = "".join(f'<p class="note">{escape(r["task"])} not scored: {escape(r["reason"])}.</p>'
-                    for r in skipped or [])
+def _not_evaluated(what: str, reason: str | None) -> str:
+    return f'<p class="note"><strong>{escape(what)} not evaluated: {escape(reason)}.</strong></p>' if reason else ""
+
+
+def _downstream(summary: pd.DataFrame, paired: pd.DataFrame, skipped: list, not_evaluated: dict) -> str:
+    """The scores and paired differences; a task the run could not evaluate (no balances)
+    says why instead of its skip reason."""
+    notes = "".join(_not_evaluated(task, not_evaluated.get(task)) for task in ("default", "liquidity"))
+    notes += "".join(f'<p class="note">{escape(r["task"])} not scored: {escape(r["reason"])}.</p>'
+                     for r in skipped or [] if r["task"] not in not_evaluated)
     if summary.empty:
         return notes or '<p class="note">No downstream results: this run has no labels.</p>'
     table = _table(summary[["task", "model", "metric"]].assign(
@@ -284,12 +291,13 @@ def _explanation(surrogate: dict, drivers: pd.DataFrame) -> str:
 # ---- the page ---------------------------------------------------------------------------
 
 def _page(ev: Evaluation, pngs: dict[str, bytes]) -> str:
+    missing = ev.meta.get("not_evaluated") or {}
     contents = {
         "What the segments are": _segments(ev.profiles, segment_descriptions(ev.profiles, ev.spend_mix)),
         "Claims checked": _claims(ev.claims),
         "Granularity across variants": _table(ev.granularity),
         "Encoder objectives against the simple references": _objectives(ev.objectives),
-        "Downstream tasks": _downstream(ev.downstream, ev.paired, ev.meta.get("downstream_skipped")),
+        "Downstream tasks": _downstream(ev.downstream, ev.paired, ev.meta.get("downstream_skipped"), missing),
         "What drives each segment": _explanation(ev.surrogate, ev.drivers),
     }
     sections = list(SECTIONS)

@@ -50,14 +50,15 @@ SECTIONS = (
      "micro-segments inside each). Silhouette: higher is better separated; Davies-Bouldin: lower is "
      "better; trait var within: share of trait variance left within segments; degenerate: a segment "
      "over the max share of customers or under the minimum size, whatever its silhouette. ARI: "
-     "adjusted Rand index against the planted segments (synthetic data only), for the pipeline's "
-     "segments and for KMeans at the planted k (micro, coarse, and two levels). The curve shows "
+     "adjusted Rand index against the known segments (the generator's planted ones, or your own "
+     "through evaluate.known_segments), for the pipeline's segments and for KMeans at the known k "
+     "(micro, coarse, and two levels), over the customers with a known segment. The curve shows "
      "the coarse level's silhouette for each k tried; the ring marks the chosen k."),
     ("Encoder objectives against the simple references",
      "Every objective trained alike on the sample's training split (the configured encoder's size, "
      "epochs and optimiser), once per seed: mean over the seeds [lowest, highest]; the references "
      "are computed from the same sequences and need no training: static class shares, flattened "
-     "monthly class shares, hand-made temporal features. ARI at the planted k (synthetic data only). "
+     "monthly class shares, hand-made temporal features. ARI at the known k (with known segments only). "
      "Held-out loss is each objective's own (1 - R²) and not comparable across rows."),
     ("Segment map",
      "A t-SNE map of a customer sample per variant, one colour per segment: separate, compact "
@@ -292,10 +293,11 @@ def _explanation(surrogate: dict, drivers: pd.DataFrame) -> str:
 
 def _page(ev: Evaluation, pngs: dict[str, bytes]) -> str:
     missing = ev.meta.get("not_evaluated") or {}
+    structure = _not_evaluated("Structure claims (ARI against known segments)", missing.get("structure"))
     contents = {
         "What the segments are": _segments(ev.profiles, segment_descriptions(ev.profiles, ev.spend_mix)),
-        "Claims checked": _claims(ev.claims),
-        "Granularity across variants": _table(ev.granularity),
+        "Claims checked": structure + _claims(ev.claims),
+        "Granularity across variants": structure + _table(ev.granularity),
         "Encoder objectives against the simple references": _objectives(ev.objectives),
         "Downstream tasks": _downstream(ev.downstream, ev.paired, ev.meta.get("downstream_skipped"), missing),
         "What drives each segment": _explanation(ev.surrogate, ev.drivers),

@@ -232,6 +232,7 @@ def _claims(claims: pd.DataFrame) -> str:
 
 
 def _not_evaluated(what: str, reason: str | None) -> str:
+    """A bold note that ``what`` was not evaluated and why; nothing without a reason."""
     return f'<p class="note"><strong>{escape(what)} not evaluated: {escape(reason)}.</strong></p>' if reason else ""
 
 

@@ -229,6 +229,24 @@ class MlflowConfig(_Strict):
     alias: str = "champion"
 
 
+class KnownSegmentsConfig(_Strict):
+    """A file or table of known segments for the source's customers (segments from a
+    previous system, a labelled pilot) to judge the segmentation against."""
+    path: StoragePath | None = None              # file or folder; {root}: tables.root, {project}: this project
+    table: str | None = None                     # or a table name (schema.table, catalog.schema.table)
+    format: Literal["csv", "parquet", "delta"] = "csv"   # of ``path``
+    options: dict[str, str] = {}                 # reader options, e.g. {sep: ";"}; csv reads a header row
+    customer_id: str = "customer_id"             # the column of the source's customer ids
+    segment: str = "segment"                     # the column of the known (micro-)segment
+    coarse: str | None = None                    # the column of a known coarse group; null: none
+
+    @model_validator(mode="after")
+    def _one_place(self) -> KnownSegmentsConfig:
+        if (self.path is None) == (self.table is None):
+            raise ValueError("give exactly one of path (a file or folder) and table (a table name)")
+        return self
+
+
 class EvaluateConfig(_Strict):
     sample_rows: int = Field(20_000, ge=100)     # customers evaluated (a sample: small by construction)
     gbm_iterations: int = Field(100, ge=10)      # boosting rounds of every downstream GBM
@@ -241,6 +259,8 @@ class EvaluateConfig(_Strict):
     objective_epochs: int = Field(15, ge=1)      # epochs of each encoder in the objective comparison
     objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
+    known_segments: KnownSegmentsConfig | None = None   # null: the generator's ground truth, if any
+    min_surrogate_r2: float = Field(0.3, le=1)   # lower fidelity: the surrogate explains nothing, no drivers
 
 
 class Settings(_Strict):

@@ -39,15 +39,24 @@ def embed(model: torch.nn.Module, x: np.ndarray, rows: int = 4096) -> np.ndarray
 
 def planted_scores(vectors: np.ndarray, customers: pd.DataFrame, seed: int) -> dict[str, float]:
     """ARI at the planted k against the planted micro-segments and coarse groups, and the
-    two-level ARI (planted coarse k, then the planted micro k per coarse cluster)."""
-    micro, coarse = customers["micro_segment"].to_numpy(), customers["coarse_group"].to_numpy()
-    k_micro, k_coarse = len(np.unique(micro)), len(np.unique(coarse))
+    two-level ARI (planted coarse k, then the planted micro k per coarse cluster), over the
+    customers with a known micro-segment; NaN where a level is unknown (or too few rows)."""
+    known = customers["micro_segment"].notna().to_numpy()
+    micro = customers["micro_segment"].to_numpy()[known]
+    coarse = customers["coarse_group"].to_numpy()[known] if "coarse_group" in customers else np.array([None])
+    vectors = vectors[known]
+    k_micro = len(np.unique(micro))
+    out = dict.fromkeys(("ari_micro", "ari_coarse", "ari_two_level"), float("nan"))
+    if not 2 <= k_micro < len(micro):
+        return out
+    out["ari_micro"] = metrics.ari(metrics.kmeans_labels(vectors, k_micro, seed), micro)
+    if pd.isna(coarse).any():
+        return out
+    k_coarse = len(np.unique(coarse))
     per_group = max(1, round(k_micro / k_coarse))
-    return {
-        "ari_micro": metrics.ari(metrics.kmeans_labels(vectors, k_micro, seed), micro),
-        "ari_coarse": metrics.ari(metrics.kmeans_labels(vectors, k_coarse, seed), coarse),
-        "ari_two_level": metrics.ari(references.two_level_labels(vectors, k_coarse, per_group, seed), micro),
-    }
+    out["ari_coarse"] = metrics.ari(metrics.kmeans_labels(vectors, k_coarse, seed), coarse)
+    out["ari_two_level"] = metrics.ari(references.two_level_labels(vectors, k_coarse, per_group, seed), micro)
+    return out
 
 
 def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling,

@@ -22,9 +22,10 @@ import pandas as pd
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
-from microseg.evaluate import coles, downstream, encoders, frames, metrics, references, surrogate
+from microseg.evaluate import coles, downstream, encoders, frames, metrics, references, surrogate, truth
 from microseg.evaluate.e2e import lstm_predictor
 from microseg.evaluate.result import Evaluation
+from microseg.prep.labels import balance_coverage, liquidity_unavailable
 from microseg.prep.sequences import feature_names
 from microseg.score.segment import degeneracy
 from microseg.taxonomy import TRAITS
@@ -48,19 +49,20 @@ def _variant_frames(ctx, variant: str, as_of: dt.date) -> tuple[DataFrame, DataF
     return vectors, segs
 
 
-def _collect(ctx, variants: list[str], as_of: dt.date) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
-    """The sample as one pandas row per customer: split, labels, planted truth, each
-    variant's vector and segments, and the sequence (features, traits, trait mask); the
-    model version of each variant built; each variant's segment sizes."""
+def _collect(ctx, variants: list[str], as_of: dt.date, known: DataFrame | None
+             ) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
+    """The sample as one pandas row per customer: split, labels, known segments (``known``:
+    micro_segment, coarse_group), each variant's vector and segments, and the sequence
+    (features, traits, trait mask); the model version of each variant built; each
+    variant's segment sizes."""
     tables, cfg = ctx.tables, ctx.cfg
     seqs = tables.read("sequences")
     base = frames.sample_ids(seqs, cfg.evaluate.sample_rows, cfg.seed)
     if tables.exists("labels"):
         base = base.join(tables.read("labels").select("customer_id", "loan_default", "liquidity_class"),
                          "customer_id", "left")
-    if tables.exists("ground_truth"):
-        base = base.join(tables.read("ground_truth").select("customer_id", "coarse_group", "micro_segment"),
-                         "customer_id", "left")
+    if known is not None:
+        base = base.join(known, "customer_id", "left")
     built, sizes = {}, {}
     for v in variants:
         got = _variant_frames(ctx, v, as_of)
@@ -81,7 +83,8 @@ def _collect(ctx, variants: list[str], as_of: dt.date) -> tuple[pd.DataFrame, di
 def _granularity(pdf: pd.DataFrame, variants: list[str], sizes: dict[str, pd.DataFrame], window_traits: np.ndarray,
                  segment_cfg, seed: int) -> pd.DataFrame:
     rows = []
-    planted = "micro_segment" in pdf
+    planted = "micro_segment" in pdf and pdf["micro_segment"].notna().any()
+    known = pdf["micro_segment"].notna().to_numpy() if planted else None
     for v in variants:
         labels = pdf[f"seg_{v}"].to_numpy()
         x = frames.to_matrix(pdf, f"vec_{v}")
@@ -93,8 +96,11 @@ def _granularity(pdf: pd.DataFrame, variants: list[str], sizes: dict[str, pd.Dat
                **{k: val for k, val in degeneracy(sizes[v], segment_cfg, _one_point(v)).items() if k != "min_size"},
                "ari_coarse": float("nan"), "ari_micro": float("nan")}
         if planted:
-            row["ari_coarse"] = metrics.ari(pdf[f"coarse_{v}"].to_numpy(), pdf["coarse_group"].to_numpy())
-            row["ari_micro"] = metrics.ari(labels, pdf["micro_segment"].to_numpy())
+            row["ari_micro"] = metrics.ari(labels[known], pdf["micro_segment"].to_numpy()[known])
+            if pdf["coarse_group"].notna().any():
+                coarse = known & pdf["coarse_group"].notna().to_numpy()
+                row["ari_coarse"] = metrics.ari(pdf[f"coarse_{v}"].to_numpy()[coarse],
+                                                pdf["coarse_group"].to_numpy()[coarse])
             row.update({f"{k}_at_planted_k": val for k, val in encoders.planted_scores(x, pdf, seed).items()})
         rows.append(row)
     return pd.DataFrame(rows)
@@ -151,10 +157,11 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
     return downstream.summary(scores), paired, skipped
 
 
-def _explain(pdf: pd.DataFrame, x: np.ndarray, active: np.ndarray, names: list[str]) -> tuple[dict, pd.DataFrame]:
+def _explain(pdf: pd.DataFrame, x: np.ndarray, active: np.ndarray, names: list[str],
+             min_r2: float) -> tuple[dict, pd.DataFrame]:
     inputs, input_names = surrogate.window_inputs(x.astype(np.float64), active.astype(np.float64), names)
-    model, fidelity = surrogate.fit(inputs, frames.to_matrix(pdf, "vec_lstm"), (pdf["split"] != "test").to_numpy())
-    return fidelity, surrogate.drivers(model, inputs, pdf["seg_lstm"].to_numpy(), input_names)
+    return surrogate.explain(inputs, frames.to_matrix(pdf, "vec_lstm"), (pdf["split"] != "test").to_numpy(),
+                             pdf["seg_lstm"].to_numpy(), input_names, min_r2)
 
 
 def _map(pdf: pd.DataFrame, variants: list[str], rows: int, seed: int) -> pd.DataFrame:
@@ -184,11 +191,14 @@ def _claim(claim: str, held, evidence: str) -> dict:
 
 
 def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd.DataFrame,
-                 configured: str) -> pd.DataFrame:
+                 configured: str, not_evaluated: dict[str, str] | None = None) -> pd.DataFrame:
     """The product's and the paper's claims as checks with the numbers behind each verdict
     (None: not checkable here, e.g. no planted truth, no labels or a variant missing). ARI
     claims compare the pipeline's LSTM vectors with the references on the same sample and
-    must clear ``ARI_MARGIN``; downstream claims use the paired fold differences."""
+    must clear ``ARI_MARGIN``; downstream claims use the paired fold differences.
+    ``not_evaluated``: "structure" (the ARI claims) or a task -> why it was not evaluated,
+    given as those claims' evidence."""
+    not_evaluated = not_evaluated or {}
     g = granularity.set_index("variant")
     stats = encoders.summary(objectives).set_index(["variant", "measure"]) if not objectives.empty else None
 
@@ -225,6 +235,8 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
     rows.append(_claim("Paper: feed-forward features recover only the coarse groups",
                        None if np.isnan([ff_c, ff_m, lstm]).any() else bool(ff_c >= 0.9 and ff_m < lstm),
                        f"feed-forward ARI coarse {ff_c:.3f}, micro {ff_m:.3f} (LSTM micro {lstm:.3f})"))
+    if "structure" in not_evaluated:
+        rows = [_claim(r["claim"], None, f"not evaluated: {not_evaluated['structure']}") for r in rows]
     if "degenerate" in g.columns and "lstm" in g.index:
         rows.append(_claim("The LSTM segmentation is not degenerate", not bool(g.loc["lstm", "degenerate"]),
                            str(g.loc["lstm", "degenerate_reason"] or
@@ -233,6 +245,9 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
     for task, metric in (("default", "roc_auc"), ("liquidity", "macro_f1")):
         claim = f"LSTM features do as well as the bespoke GBM on {task} ({metric}, paired folds)"
         r = paired[(paired["task"] == task) & (paired["metric"] == metric)].set_index("model")
+        if task in not_evaluated:
+            rows.append(_claim(claim, None, f"not evaluated: {not_evaluated[task]}"))
+            continue
         if LABELS["lstm"] not in r.index:
             rows.append(_claim(claim, None, "not measured: no labels for this task, or a model missing"))
             continue
@@ -249,13 +264,27 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
     return pd.DataFrame(rows, columns=["claim", "held", "evidence"])
 
 
+def _not_evaluated(truth_source: str, with_known: int, customers: int, liquidity: str | None) -> dict[str, str]:
+    """What the evaluation could not judge and why: "structure" without known segments
+    for any evaluated customer, "liquidity" without balances."""
+    out = {}
+    if truth_source == "none":
+        out["structure"] = truth.NONE
+    elif not with_known:
+        out["structure"] = f"none of the {customers} evaluated customers has a known segment in {truth_source}"
+    if liquidity:
+        out["liquidity"] = liquidity
+    return out
+
+
 def evaluate(ctx, as_of: dt.date) -> Evaluation:
     from microseg import tracking
     from microseg.model.objectives import resolve
     from microseg.stages.context import encoder_spec, feature_scaling
 
     cfg, m = ctx.cfg, ctx.cfg.model
-    pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of)
+    known, truth_source = truth.known_segments(ctx)
+    pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of, known)
     built = list(versions)
     if "lstm" not in built:
         raise RuntimeError("no LSTM segments to evaluate; run the whole flow first (`make demo` or "
@@ -279,14 +308,19 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
         list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds)
     summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
-    fidelity, drivers = _explain(pdf, x, active, names)
+    fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
+    with_known = int(pdf["micro_segment"].notna().sum()) if "micro_segment" in pdf else 0
+    balances = balance_coverage(ctx.tables.read("monthly_account"))
+    not_evaluated = _not_evaluated(truth_source, with_known, len(pdf), liquidity_unavailable(*balances))
     profiles, mix = _profiles(ctx, as_of)
     configured = " + ".join(f"{w:g} {p}" for p, w in resolve(m.objective).items())
     meta = {"as_of": str(as_of), "dataset": dataset, "customers_in_sample": int(len(pdf)),
             "left_out_incomplete": int((~complete).sum()), "variants": built,
             "objective_configured": configured, "model_versions": versions,
             "cv": f"{cfg.evaluate.cv_folds}-fold stratified x {cfg.evaluate.cv_repeats} repeats",
-            "downstream_skipped": skipped.to_dict(orient="records"),
+            "downstream_skipped": skipped[~skipped["task"].isin(list(not_evaluated))].to_dict(orient="records"),
+            "ground_truth": truth_source, "customers_with_known_segment": with_known,
+            "customers_without_balances": balances[1], "not_evaluated": not_evaluated,
             "table_versions": ctx.tables.versions(["sequences", "feature_stats", "labels", "segments", "embeddings"]),
             "code_version": tracking.code_version(), "seed": cfg.seed,
             "coles": "included" if coles.available() else "not installed (optional extra: scripts/coles-env.sh)"}
@@ -294,7 +328,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
                       downstream=summary.assign(dataset=dataset), paired=paired, surrogate=fidelity, drivers=drivers,
                       map_points=_map(pdf, built, cfg.evaluate.map_rows, cfg.seed),
                       profiles=profiles, spend_mix=mix,
-                      claims=check_claims(granularity, objectives, paired, configured), meta=meta)
+                      claims=check_claims(granularity, objectives, paired, configured, not_evaluated), meta=meta)
 
 
 def _slug(text: str) -> str:

@@ -33,7 +33,8 @@ class Evaluation:
     # every model minus the bespoke GBM on the same folds: mean_diff, sd_diff, diff_low,
     # diff_high (corrected resampled t interval), splits, margin, held
     paired: pd.DataFrame
-    # surrogate fidelity: {"r2": float, "r2_per_dim": [..], "inputs": int, "rows": int}
+    # surrogate fidelity: {"r2": float, "r2_per_dim": [..], "inputs": int, "rows": int,
+    # "min_r2": float, and "unexplained": why no drivers are named when r2 is below min_r2}
     surrogate: dict
     # segment, rank, feature, score: the inputs that drive each segment most (LSTM)
     drivers: pd.DataFrame

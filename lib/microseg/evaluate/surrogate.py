@@ -1,6 +1,7 @@
 """Explanation after arXiv 2109.11871: a linear surrogate that reconstructs the encoder's
 hidden state from interpretable inputs, its fidelity (R^2 on held-out customers), and per
-segment the inputs that push its customers' hidden states towards the segment most."""
+segment the inputs that push its customers' hidden states towards the segment most. A
+surrogate below the fidelity threshold explains nothing: no drivers, and the reason."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from sklearn.linear_model import Ridge
 from sklearn.metrics import r2_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+
+DRIVERS = ["segment", "rank", "feature", "score"]
 
 
 def window_inputs(x: np.ndarray, active: np.ndarray, names: list[str], recent: int = 3
@@ -51,4 +54,18 @@ def drivers(model, inputs: np.ndarray, segments: np.ndarray, names: list[str], t
         score = (w * dz[None, :]).T @ (shift / norm)   # per input
         for rank, j in enumerate(np.argsort(-score)[:top], start=1):
             rows.append({"segment": int(s), "rank": rank, "feature": names[j], "score": float(score[j])})
-    return pd.DataFrame(rows, columns=["segment", "rank", "feature", "score"])
+    return pd.DataFrame(rows, columns=DRIVERS)
+
+
+def explain(inputs: np.ndarray, hidden: np.ndarray, train: np.ndarray, segments: np.ndarray, names: list[str],
+            min_r2: float) -> tuple[dict, pd.DataFrame]:
+    """(fidelity, drivers) of a surrogate fitted as ``fit`` does. Fidelity below ``min_r2``
+    (or undefined): no drivers, and ``fidelity["unexplained"]`` says why."""
+    model, fidelity = fit(inputs, hidden, train)
+    fidelity["min_r2"] = min_r2
+    if not fidelity["r2"] >= min_r2:
+        fidelity["unexplained"] = (
+            f"The linear surrogate does not explain the hidden state: its fidelity R² {fidelity['r2']:.2f} is "
+            f"below evaluate.min_surrogate_r2 ({min_r2:g}), so no inputs are named as drivers of the segments")
+        return fidelity, pd.DataFrame(columns=DRIVERS)
+    return fidelity, drivers(model, inputs, segments, names)

@@ -9,14 +9,23 @@
   the customer could cover) over the ``horizon`` months after the reference month; null
   when fewer than ``horizon`` of them are observed or there is no outflow.
 - ``liquidity_class``: quantile bucket of the index, 0 (lowest) .. n-1.
+
+A source without balances (no ``balance_after`` column, e.g. a card feed) has no
+end-of-month balance, so no liquidity index for anyone: :func:`balance_coverage` counts
+the customers without one and :func:`balance_gap` says so in words.
 """
 
 from __future__ import annotations
+
+import logging
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from microseg.prep.stable import CENTS, exact_mean
+
+log = logging.getLogger("microseg.labels")
+NO_BALANCES = "no balances in the source"
 
 
 def forward_liquidity(monthly_account: DataFrame, references: DataFrame, horizon: int) -> DataFrame:
@@ -63,3 +72,25 @@ def customer_labels(monthly_account: DataFrame, references: DataFrame, loans: Da
     if loans is None:
         return out.withColumn("loan_default", F.lit(None).cast("int"))
     return out.join(loan_default(loans, references, undated_count), "customer_id", "left")
+
+
+def balance_coverage(monthly_account: DataFrame) -> tuple[int, int]:
+    """(customers, customers without any end-of-month balance): two numbers to the driver."""
+    per = monthly_account.groupBy("customer_id").agg(F.count("end_balance").alias("balances"))
+    row = per.agg(F.count("*").alias("customers"),
+                  F.count_if(F.col("balances") == 0).alias("without")).head()
+    return int(row["customers"]), int(row["without"] or 0)
+
+
+def liquidity_unavailable(customers: int, without: int) -> str | None:
+    """Why no customer can have a liquidity index (``NO_BALANCES``), or None."""
+    return NO_BALANCES if customers and without == customers else None
+
+
+def balance_gap(customers: int, without: int) -> str | None:
+    """Why some or all customers get no liquidity index for lack of balances, or None."""
+    if liquidity_unavailable(customers, without):
+        return f"{NO_BALANCES} (no balance_after column, or no value in it): liquidity cannot be computed"
+    if without:
+        return f"{without} of {customers} customers have {NO_BALANCES}: their liquidity index is null"
+    return None

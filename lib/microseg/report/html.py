@@ -50,14 +50,15 @@ SECTIONS = (
      "micro-segments inside each). Silhouette: higher is better separated; Davies-Bouldin: lower is "
      "better; trait var within: share of trait variance left within segments; degenerate: a segment "
      "over the max share of customers or under the minimum size, whatever its silhouette. ARI: "
-     "adjusted Rand index against the planted segments (synthetic data only), for the pipeline's "
-     "segments and for KMeans at the planted k (micro, coarse, and two levels). The curve shows "
+     "adjusted Rand index against the known segments (the generator's planted ones, or your own "
+     "through evaluate.known_segments), for the pipeline's segments and for KMeans at the known k "
+     "(micro, coarse, and two levels), over the customers with a known segment. The curve shows "
      "the coarse level's silhouette for each k tried; the ring marks the chosen k."),
     ("Encoder objectives against the simple references",
      "Every objective trained alike on the sample's training split (the configured encoder's size, "
      "epochs and optimiser), once per seed: mean over the seeds [lowest, highest]; the references "
      "are computed from the same sequences and need no training: static class shares, flattened "
-     "monthly class shares, hand-made temporal features. ARI at the planted k (synthetic data only). "
+     "monthly class shares, hand-made temporal features. ARI at the known k (with known segments only). "
      "Held-out loss is each objective's own (1 - R²) and not comparable across rows."),
     ("Segment map",
      "A t-SNE map of a customer sample per variant, one colour per segment: separate, compact "
@@ -73,8 +74,9 @@ SECTIONS = (
      "same folds with a corrected resampled t interval (Nadeau & Bengio). 'As good as bespoke' "
      "holds only when the interval includes 0 or lies above it and its low end clears the margin."),
     ("What drives each segment",
-     "A linear surrogate mimics the LSTM from its inputs; its fidelity R² says how far to trust it. "
-     "The inputs with the largest scores drive each segment most; the sign gives the direction."),
+     "A linear surrogate mimics the LSTM from its inputs; its fidelity R² says how far to trust it, "
+     "and below evaluate.min_surrogate_r2 no drivers are named. The inputs with the largest scores "
+     "drive each segment most; the sign gives the direction."),
 )
 FIGURE_SECTION = {
     "k_curves": "Granularity across variants",
@@ -229,9 +231,17 @@ def _claims(claims: pd.DataFrame) -> str:
     return _table(claims[["claim"]].assign(held=claims["held"].map(_verdict), evidence=claims["evidence"]))
 
 
-def _downstream(summary: pd.DataFrame, paired: pd.DataFrame, skipped: list) -> str:
-    notes = "".join(f'<p class="note">{escape(r["task"])} not scored: {escape(r["reason"])}.</p>'
-                    for r in skipped or [])
+def _not_evaluated(what: str, reason: str | None) -> str:
+    """A bold note that ``what`` was not evaluated and why; nothing without a reason."""
+    return f'<p class="note"><strong>{escape(what)} not evaluated: {escape(reason)}.</strong></p>' if reason else ""
+
+
+def _downstream(summary: pd.DataFrame, paired: pd.DataFrame, skipped: list, not_evaluated: dict) -> str:
+    """The scores and paired differences; a task the run could not evaluate (no balances)
+    says why instead of its skip reason."""
+    notes = "".join(_not_evaluated(task, not_evaluated.get(task)) for task in ("default", "liquidity"))
+    notes += "".join(f'<p class="note">{escape(r["task"])} not scored: {escape(r["reason"])}.</p>'
+                     for r in skipped or [] if r["task"] not in not_evaluated)
     if summary.empty:
         return notes or '<p class="note">No downstream results: this run has no labels.</p>'
     table = _table(summary[["task", "model", "metric"]].assign(
@@ -267,6 +277,8 @@ def _explanation(surrogate: dict, drivers: pd.DataFrame) -> str:
     if "rows" in surrogate and "inputs" in surrogate:
         facts.append(f"fitted on {_fmt(surrogate['rows'])} rows of {_fmt(surrogate['inputs'])} inputs")
     text = f"<p>{escape('; '.join(facts))}.</p>"
+    if surrogate.get("unexplained"):
+        return text + f"<p><strong>{escape(surrogate['unexplained'])}.</strong></p>"
     if drivers.empty:
         return text + _table(drivers)
     top = drivers.sort_values(["segment", "rank"]).groupby("segment")
@@ -281,12 +293,14 @@ def _explanation(surrogate: dict, drivers: pd.DataFrame) -> str:
 # ---- the page ---------------------------------------------------------------------------
 
 def _page(ev: Evaluation, pngs: dict[str, bytes]) -> str:
+    missing = ev.meta.get("not_evaluated") or {}
+    structure = _not_evaluated("Structure claims (ARI against known segments)", missing.get("structure"))
     contents = {
         "What the segments are": _segments(ev.profiles, segment_descriptions(ev.profiles, ev.spend_mix)),
-        "Claims checked": _claims(ev.claims),
-        "Granularity across variants": _table(ev.granularity),
+        "Claims checked": structure + _claims(ev.claims),
+        "Granularity across variants": structure + _table(ev.granularity),
         "Encoder objectives against the simple references": _objectives(ev.objectives),
-        "Downstream tasks": _downstream(ev.downstream, ev.paired, ev.meta.get("downstream_skipped")),
+        "Downstream tasks": _downstream(ev.downstream, ev.paired, ev.meta.get("downstream_skipped"), missing),
         "What drives each segment": _explanation(ev.surrogate, ev.drivers),
     }
     sections = list(SECTIONS)

@@ -128,11 +128,16 @@ def _references(ctx: Context, account: DataFrame, loans: DataFrame | None) -> tu
 
 def labels_stage(ctx: Context) -> dict:
     """Forward labels after each customer's reference month; figures: customers and how many
-    got each label, per reference month."""
-    from microseg.prep.labels import customer_labels
+    got each label, per reference month, and the customers without balances (none at all:
+    ``liquidity_unavailable`` says why, and a warning is logged)."""
+    from microseg.prep.labels import balance_coverage, balance_gap, customer_labels, liquidity_unavailable, log
 
     cfg = ctx.cfg.labels
     account = ctx.tables.read("monthly_account")
+    customers, without = balance_coverage(account)
+    gap = balance_gap(customers, without)
+    if gap:
+        log.warning("labels: %s", gap)
     loans = _loan_book(ctx)
     as_of, refs = _references(ctx, account, loans)
     out = customer_labels(account, refs, loans, cfg.liquidity_classes, cfg.horizon_months,
@@ -148,6 +153,8 @@ def labels_stage(ctx: Context) -> dict:
             "customers": sum(r.customers for r in per_month),
             "liquidity_labelled": sum(r.liquidity for r in per_month),
             "default_labelled": sum(r.loan_default for r in per_month),
+            "customers_without_balances": without,
+            "liquidity_unavailable": liquidity_unavailable(customers, without),
             "by_reference_month": {str(r.reference_month): [r.customers, r.liquidity, r.loan_default]
                                    for r in per_month}}
 

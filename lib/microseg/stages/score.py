@@ -138,7 +138,9 @@ def assign_stage(ctx: Context) -> dict:
 
 
 def summary_stage(ctx: Context) -> dict:
-    """Print what was built and where; small by construction (one row per segment)."""
+    """Print what was built and where, and what could not be (no liquidity without
+    balances); small by construction (one row per segment)."""
+    from microseg.prep.labels import balance_coverage, balance_gap, liquidity_unavailable
     from microseg.score import segment
 
     as_of = latest_as_of(ctx, "segment_profiles")
@@ -158,6 +160,10 @@ def summary_stage(ctx: Context) -> dict:
     ]
     if flags["degenerate"]:
         lines.insert(2, f"WARNING: degenerate segmentation: {flags['degenerate_reason']}")
+    balances = balance_coverage(ctx.tables.read("monthly_account"))
+    gap = balance_gap(*balances)
+    if gap:
+        lines.insert(2, f"WARNING: liquidity: {gap}")
     evaluation = report_dir(ctx, as_of) / "report.html"
     lines.append(f"evaluation report: {evaluation}" if evaluation.is_file()
                  else "evaluation report: not built yet (`microseg report` or `make report`)")
@@ -169,4 +175,5 @@ def summary_stage(ctx: Context) -> dict:
     lines.append(f"report: {report}")
     print("\n".join(lines))
     return {"customers": customers, "segments": len(profiles), "degenerate": flags["degenerate"],
+            "customers_without_balances": balances[1], "liquidity_unavailable": liquidity_unavailable(*balances),
             "report": str(report)}

@@ -90,3 +90,12 @@ def test_paths_uris_and_volumes_pass():
     for uri in ("databricks", "https://mlflow.internal:5000", "file:///srv/mlruns",
                 "abfss://c@acct.dfs.core.windows.net/m"):
         assert load_config("local", overrides={"mlflow.tracking_uri": uri}).mlflow.tracking_uri == uri
+
+
+def test_relative_data_paths_are_taken_from_the_working_directory(tmp_path, monkeypatch):
+    cfg = load_config("local", overrides={"tables.root": "lake", "source.path": "exports/ledger/*.csv"})
+    monkeypatch.chdir(tmp_path)
+    assert cfg.data_path(cfg.source.path) == str(tmp_path / "exports" / "ledger" / "*.csv")
+    assert cfg.data_path("{root}/landing") == str(tmp_path / "lake" / "landing")
+    assert cfg.data_path("s3a://bank/exports") == "s3a://bank/exports"
+    assert cfg.data_path("/data/x") == "/data/x"

@@ -288,9 +288,11 @@ class Settings(_Strict):
 
     def data_path(self, template: str) -> str:
         """A data location: ``{root}`` becomes the lakehouse folder, ``{project}`` this
-        project's folder (both absolute)."""
-        return (template.replace("{root}", str(Path(self.tables.root).resolve()))
+        project's folder (both absolute); any other relative local path is taken from the
+        working directory here, not from wherever Spark's JVM was started."""
+        path = (template.replace("{root}", str(Path(self.tables.root).resolve()))
                 .replace("{project}", str(CONF_DIR.parent)))
+        return path if urlsplit(path).scheme or Path(path).is_absolute() else str(Path(path).absolute())
 
     def conf_path(self, path: str) -> Path:
         """A config file: relative paths are taken from the project root."""

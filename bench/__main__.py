@@ -8,12 +8,14 @@ smoke run whose figures are printed only, so they never replace the real ones.
 from __future__ import annotations
 
 import argparse
+import datetime
 import importlib
 import time
 
 from bench.results import RESULTS, print_table, record
+from microseg.tracking import code_version
 
-BENCHMARKS = ("prep", "train", "score")   # the default set
+BENCHMARKS = ("prep", "train", "score", "small")   # the default set
 EXTRA = ("scale",)                          # only when asked for with --only
 
 
@@ -31,7 +33,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"== bench {name}, scale {args.scale}", flush=True)
         got = importlib.import_module(f"bench.{name}").run(args.scale)
         if args.scale == "full":
-            record(got)  # per benchmark: a later failure keeps the earlier figures
+            record(got, stamp=(name, code_version(), datetime.date.today().isoformat()))
+            # per benchmark: a later failure keeps the earlier figures
         figures.update(got)
     print()
     print_table(figures)

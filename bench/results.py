@@ -1,6 +1,7 @@
 """Benchmark figures: merged into ``bench/results.json`` and printed as a table.
 
 A figure is ``name -> (value, unit)``; in the file it is ``{"name": {"value": v, "unit": u}}``.
+Each benchmark's figures come from one run, stamped ``<benchmark>.commit`` and ``<benchmark>.date``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,16 @@ def _clean(value: float) -> float | int:
     return int(value) if value.is_integer() else round(value, 4)
 
 
-def record(figures: dict[str, tuple[float, str]], path: Path = RESULTS) -> None:
-    """Merge ``figures`` into ``path``, keeping every other figure already there."""
+def record(figures: dict[str, tuple[float, str]], path: Path = RESULTS,
+           stamp: tuple[str, str, str] | None = None) -> None:
+    """Merge ``figures`` into ``path``, keeping every other figure already there; ``stamp``
+    (benchmark, commit, date) records which code produced them and when."""
     data = json.loads(path.read_text()) if path.exists() else {}
     data.update({name: {"value": _clean(v), "unit": unit} for name, (v, unit) in figures.items()})
+    if stamp:
+        name, commit, date = stamp
+        data.update({f"{name}.commit": {"value": commit, "unit": "git"},
+                     f"{name}.date": {"value": date, "unit": "date"}})
     path.write_text(json.dumps(dict(sorted(data.items())), indent=2) + "\n")
 
 

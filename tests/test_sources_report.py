@@ -17,8 +17,8 @@ from microseg.evaluate.evaluation import _granularity, _not_evaluated, check_cla
 from microseg.prep.labels import NO_BALANCES, balance_gap, liquidity_unavailable
 from microseg.report.figures import all_figures
 from microseg.report.html import render
-from test_evaluate import granularity, objective_rows, paired_rows
-from test_report import _evaluation
+from tests.test_evaluate import granularity, objective_rows, paired_rows
+from tests.test_report import _evaluation
 
 KEY = "a-pseudonym-key-of-32-characters"
 

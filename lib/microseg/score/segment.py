@@ -1,10 +1,14 @@
-"""Segments at two levels from customer vectors with Spark MLlib: coarse segments, and
-micro-segments inside each coarse segment.
+"""Segments at two levels from customer vectors: coarse segments, and micro-segments
+inside each coarse segment. k is chosen and centroids fitted on the driver with
+scikit-learn, on samples of at most ``segment.sample_rows`` vectors per level (collected
+once each: bounded by sample_rows x dimension, never the full table); Spark samples,
+counts and assigns every customer.
 
 - coarse: KMeans (or BisectingKMeans) on a sample of ``segment.sample_rows`` vectors,
   k = ``segment.coarse_k`` or the k of ``segment.coarse_k_grid`` with the best silhouette
-  (Spark's ClusteringEvaluator) among those whose every segment, scaled from the sample to
-  all customers, holds at least ``segment.min_size`` customers;
+  (squared Euclidean, as Spark's ClusteringEvaluator: exact over the sample in O(n k d)) among
+  those whose every segment, scaled from the sample to all customers, holds at least
+  ``segment.min_size`` customers;
 - micro: every customer goes to its nearest coarse centroid; each coarse segment's members
   are sampled again (up to ``sample_rows``) and clustered on their own: k = ``segment.k``,
   or the k of ``segment.micro_k_grid`` with the best silhouette within the coarse segment
@@ -21,6 +25,7 @@ Vectors are told apart to 9 decimals (rounding noise is no point of its own). Fe
 distinct vectors in the sample than a k: that k is not tried; one distinct vector: one
 segment, said in the messages and, for the whole table, as ``one_point``: the reason the
 segmentation is degenerate; a fixed k above the distinct vectors: k = their number.
+A collected sample is put in order of its values, so the fit does not follow Spark's row order.
 """
 
 from __future__ import annotations
@@ -29,15 +34,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from pyspark.ml.clustering import BisectingKMeans, KMeans
-from pyspark.ml.evaluation import ClusteringEvaluator
-from pyspark.ml.functions import array_to_vector
-from pyspark.ml.stat import Summarizer
 from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
+from sklearn.cluster import BisectingKMeans, KMeans
 
 from microseg.config import SegmentConfig
+
+N_INIT = 4                   # KMeans starts per k; the fit with the lowest inertia is kept
 
 
 @dataclass
@@ -57,44 +61,69 @@ class Segmentation:
         return {c: int((self.parent == c).sum()) for c in range(len(self.coarse))}
 
 
-def _points(df: DataFrame, *keep: str) -> DataFrame:
-    return df.select("embedding", array_to_vector("embedding").alias("vector"), *keep)
+def _collect(sample: DataFrame, label: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The ``embedding`` rows of a bounded ``sample`` as an n x d array ordered by (label,
+    values), and the ``label`` column beside them (zeros without one)."""
+    pdf = sample.select("embedding", (F.col(label) if label else F.lit(0)).alias("_label")).toPandas()
+    x = np.array(pdf["embedding"].tolist(), dtype=np.float64)
+    labels = pdf["_label"].to_numpy()
+    if not len(x):
+        return x, labels
+    order = np.lexsort([*x.T[::-1], labels])
+    return x[order], labels[order]
 
 
 def _estimator(cfg: SegmentConfig, k: int, seed: int):
-    algo = KMeans if cfg.algorithm == "kmeans" else BisectingKMeans
-    return algo(k=k, seed=seed, maxIter=cfg.max_iter, featuresCol="vector")
+    if cfg.algorithm == "kmeans":
+        return KMeans(n_clusters=k, random_state=seed, max_iter=cfg.max_iter, n_init=N_INIT)
+    return BisectingKMeans(n_clusters=k, random_state=seed, max_iter=cfg.max_iter, n_init=N_INIT)
 
 
-def _level(points: DataFrame, cfg: SegmentConfig, seed: int, name: str, population: int, fixed: int | None,
+def _silhouette(x: np.ndarray, labels: np.ndarray, k: int) -> float:
+    """Mean silhouette of all points with squared Euclidean distances, from per-segment sums
+    in O(n k d) as Spark's ClusteringEvaluator computes it; a point alone in its segment scores 0."""
+    sizes = np.bincount(labels, minlength=k)
+    sums = np.zeros((k, x.shape[1]))
+    np.add.at(sums, labels, x)
+    sq = (x * x).sum(1)
+    to = np.maximum(sq[:, None] * sizes - 2 * x @ sums.T + np.bincount(labels, weights=sq, minlength=k), 0.0)
+    rows, own = np.arange(len(x)), sizes[labels]
+    a = to[rows, labels] / np.maximum(own - 1, 1)                   # mean distance to the others in its segment
+    mean_to = np.where(sizes > 0, to / np.maximum(sizes, 1), np.inf)
+    mean_to[rows, labels] = np.inf
+    b = mean_to.min(1)                                               # to the nearest other segment
+    top = np.maximum(a, b)
+    return float(np.where((own > 1) & (top > 0), (b - a) / np.where(top > 0, top, 1.0), 0.0).mean())
+
+
+def _level(x: np.ndarray, cfg: SegmentConfig, seed: int, name: str, population: int, fixed: int | None,
            grid: list[int], min_size: int, floor: float | None
            ) -> tuple[int, np.ndarray | None, dict, list[str], str | None]:
     """(k, its k x d centroids or None for k = 1, silhouette by k, messages, the message when
-    the sample holds fewer than 2 distinct vectors) for one level on the persisted sample
-    ``points`` of ``population`` customers. A fixed k skips the rules."""
+    the sample holds fewer than 2 distinct vectors) for one level on the sampled vectors
+    ``x`` of ``population`` customers. A fixed k skips the rules."""
     if fixed == 1:
         return 1, None, {}, [], None
     if fixed:
         grid, min_size, floor = [fixed], 0, None
-    rounded = F.transform("embedding", lambda v: F.round(v.cast("double"), 9))
-    n, distinct = points.agg(F.count("*"), F.count_distinct(rounded)).head()
+    n = len(x)
+    distinct = len(np.unique(np.round(x, 9), axis=0)) if n else 0
     if distinct < 2:
         note = f"{name}: {n} sampled vectors, {distinct} distinct: one segment"
         return 1, None, {}, [note], note
     notes = [f"{name}: only {distinct} distinct vectors: k > {distinct} not tried"] if distinct < max(grid) else []
     if fixed and fixed > distinct:
         grid = [distinct]      # a fixed k above the distinct vectors: as many segments as there are
-    evaluator = ClusteringEvaluator(featuresCol="vector", predictionCol="prediction")
     curve, eligible = {}, {}
     for k in [k for k in grid if k <= distinct]:
-        model = _estimator(cfg, k, seed).fit(points)
-        pred = model.transform(points)
-        sizes = [r["count"] for r in pred.groupBy("prediction").count().collect()]   # <= k rows
+        model = _estimator(cfg, k, seed).fit(x)
+        sizes = np.bincount(model.labels_, minlength=k)
+        sizes = sizes[sizes > 0]
         if len(sizes) < 2:
             notes.append(f"{name}: k={k} gave one non-empty segment")
             continue
-        curve[k] = float(evaluator.evaluate(pred))
-        smallest = min(sizes) * population / n
+        curve[k] = _silhouette(x, model.labels_, k)
+        smallest = sizes.min() * population / n
         if len(sizes) < k:
             notes.append(f"{name}: k={k} gave {len(sizes)} non-empty segments")
         elif smallest < min_size:
@@ -102,7 +131,7 @@ def _level(points: DataFrame, cfg: SegmentConfig, seed: int, name: str, populati
         elif floor is not None and curve[k] < floor:
             continue
         else:
-            eligible[k] = np.array(model.clusterCenters())
+            eligible[k] = model.cluster_centers_
     if not eligible:
         rule = "" if floor is None else f"silhouette >= {floor} and "
         notes.append(f"{name}: no k of {grid} gives {rule}segments of >= {min_size} customers: one segment")
@@ -137,29 +166,25 @@ def fit(vectors: DataFrame, cfg: SegmentConfig, seed: int) -> Segmentation:
     module docstring for how each k is chosen); only samples and centroids reach the driver."""
     total = vectors.count()
     min_size = cfg.min_size_for(total)
-    sample = _points(vectors.sample(fraction=min(1.0, cfg.sample_rows / max(total, 1)), seed=seed)
-                     ).coalesce(1).persist()     # a sample: one partition, fewer tasks per KMeans step
+    sample, _ = _collect(vectors.sample(fraction=min(1.0, cfg.sample_rows / max(total, 1)), seed=seed))
     kc, coarse, coarse_curve, messages, one_point = _level(sample, cfg, seed, "coarse", total, cfg.coarse_k,
                                                            cfg.coarse_k_grid, min_size, None)
     if coarse is None:
-        coarse = np.array([sample.select(Summarizer.mean(F.col("vector"))).head()[0].toArray()])
-    sample.unpersist()
+        coarse = sample.mean(0, keepdims=True)
 
     ids = np.arange(len(coarse))
     labelled = vectors.withColumn("_coarse", _nearest(coarse, coarse, ids)("embedding").coarse_segment)
     counts = {r["_coarse"]: r["count"] for r in labelled.groupBy("_coarse").count().collect()}   # kc rows
     fractions = {c: min(1.0, cfg.sample_rows / n) for c, n in counts.items()}
-    members = _points(labelled.sampleBy("_coarse", fractions, seed), "_coarse").coalesce(1).persist()
+    members, member_of = _collect(labelled.sampleBy("_coarse", fractions, seed), "_coarse")
     micro, parent, curves = [], [], {}
     for c in ids:
-        points = members.where(F.col("_coarse") == int(c)).persist()
-        k, centers, curves[int(c)], notes, _ = _level(points, cfg, seed, f"coarse {c}", counts.get(c, 0), cfg.k,
-                                                      cfg.micro_k_grid, min_size, cfg.micro_min_silhouette)
-        points.unpersist()
+        k, centers, curves[int(c)], notes, _ = _level(members[member_of == c], cfg, seed, f"coarse {c}",
+                                                      counts.get(c, 0), cfg.k, cfg.micro_k_grid, min_size,
+                                                      cfg.micro_min_silhouette)
         micro.append(coarse[c:c + 1] if centers is None else centers)
         parent += [int(c)] * (1 if centers is None else k)
         messages += notes
-    members.unpersist()
     return Segmentation(coarse, np.concatenate(micro), np.array(parent), coarse_curve, curves, messages, one_point)
 
 

@@ -13,6 +13,7 @@ exactly as a new user runs it, one process per command, against DuckDB on the sa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -31,7 +32,7 @@ DONE = re.compile(r"\[(\w+)\] done in ([\d.]+) s")
 
 def cli(args: list[str], overrides: dict[str, object]) -> tuple[float, dict[str, float]]:
     """Run ``python -m microseg *args`` with ``--set`` overrides; (wall seconds, stage seconds)."""
-    sets = [x for key, value in overrides.items() for x in ("--set", f"{key}={value}")]
+    sets = [x for key, value in overrides.items() for x in ("--set", f"{key}={json.dumps(value)}")]  # YAML
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "lib")}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "microseg", *args, *sets], env=env,

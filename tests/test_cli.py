@@ -86,11 +86,13 @@ def test_a_flow_failing_halfway_names_the_failing_stage(spark, tmp_path):
     cfg = load_config("local", overrides={"tables.root": str(tmp_path)})
     profiles = spark.createDataFrame([(dt.date(2024, 12, 1), 0, 0, 5)],
                                      "as_of date, segment int, coarse_segment int, customers long")
+    account = spark.createDataFrame([("C1", dt.date(2024, 12, 1), 100.0)], "customer_id string, month date, end_balance double")
     Tables(spark, cfg).overwrite("segment_profiles", profiles)   # all that summary reads
-    result = runner.invoke(app, ["run", "--set", "stages=[summary, labels]", "--set", f"tables.root={tmp_path}"])
+    Tables(spark, cfg).overwrite("monthly_account", account)     # (its balance coverage)
+    result = runner.invoke(app, ["run", "--set", "stages=[summary, personality]", "--set", f"tables.root={tmp_path}"])
     assert result.exit_code == 1
     assert re.search(r"^\[summary\] done in \d+\.\d s$", result.output, re.M)
-    assert "error: labels failed: table silver.monthly_account" in result.output
+    assert "error: personality failed: table silver.monthly_spend" in result.output
 
 
 def test_progress_reports_running_spark_stages(spark):

@@ -11,7 +11,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from microseg.config import ConfigError, KnownSegmentsConfig
-from microseg.prep.pseudonymise import Pseudonym, keyed_hmac, pseudonym_key, pseudonymise
+from microseg.prep.pseudonymise import Pseudonym, configured_pseudonym, pseudonymise
 from microseg.sources.contract import shown_header
 
 KEY = "evaluate.known_segments"
@@ -28,7 +28,7 @@ def known_segments(ctx) -> tuple[DataFrame | None, str]:
     known = cfg.evaluate.known_segments
     if known is not None:
         location = known.table or cfg.data_path(known.path)
-        pseudonym = keyed_hmac(ctx.spark, pseudonym_key(cfg.ingest, ctx.spark)) if cfg.ingest.pseudonymise else None
+        pseudonym = configured_pseudonym(cfg.ingest, ctx.spark)
         return read_known(ctx.spark, known, location, pseudonym), f"{KEY}: {location}"
     if ctx.tables.exists("ground_truth"):
         return ctx.tables.read("ground_truth").select(*COLUMNS), f"generator: {ctx.tables.name('ground_truth')}"

@@ -81,6 +81,12 @@ def keyed_hmac(spark: SparkSession, key: bytes) -> Pseudonym:
     return hmac_sha256_hex
 
 
+def configured_pseudonym(rules: IngestConfig, spark: SparkSession) -> Pseudonym | None:
+    """The pseudonym bronze's ids carry (``ingest.pseudonymise``), or None when they are
+    real: what any table joined to bronze by customer id must apply too."""
+    return keyed_hmac(spark, pseudonym_key(rules, spark)) if rules.pseudonymise else None
+
+
 def _pseudonym(col: Column, pseudonym: Pseudonym) -> Column:
     """The pseudonym of the trimmed value; blank values stay as they are, so validation
     still quarantines them."""

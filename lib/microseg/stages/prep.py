@@ -14,7 +14,8 @@ from microseg import tracking
 from microseg.config import ConfigError
 from microseg.prep import aggregate, personality, reference, sequences
 from microseg.prep.ingest import check, reconcile, split
-from microseg.prep.pseudonymise import keyed_hmac, pseudonym_key, pseudonymise, pseudonymise_raw_rows
+from microseg.prep.pseudonymise import (configured_pseudonym, keyed_hmac, pseudonym_key, pseudonymise,
+                                        pseudonymise_raw_rows)
 from microseg.stages.context import Context
 
 
@@ -112,9 +113,8 @@ def _loan_book(ctx: Context) -> DataFrame | None:
     from microseg.sources.registry import read_loans
 
     loans = read_loans(ctx.spark, ctx.cfg)
-    if loans is not None and ctx.cfg.ingest.pseudonymise:
-        loans = pseudonymise(loans, ["customer_id"], keyed_hmac(ctx.spark, pseudonym_key(ctx.cfg.ingest, ctx.spark)))
-    return loans
+    pseudonym = configured_pseudonym(ctx.cfg.ingest, ctx.spark)
+    return pseudonymise(loans, ["customer_id"], pseudonym) if loans is not None and pseudonym else loans
 
 
 def _references(ctx: Context, account: DataFrame, loans: DataFrame | None) -> tuple[dt.date, DataFrame]:

@@ -177,9 +177,9 @@ def granularity(lstm, ff, traits, ff_coarse=0.95, coarse=0.99):
     return pd.DataFrame(rows)
 
 
-def objective_rows(static, flat, hand):
+def objective_rows(static, flat, hand, counted):
     return pd.DataFrame([{"variant": n, "kind": "reference", "seed": 1, "measure": "ari_micro", "value": v}
-                         for n, v in zip(references.NAMES, (static, flat, hand))])
+                         for n, v in zip(references.NAMES, (static, flat, hand, counted))])
 
 
 def paired_rows(low, high, lift_low=-0.01):
@@ -192,17 +192,19 @@ def paired_rows(low, high, lift_low=-0.01):
 
 
 def test_claims_follow_the_numbers():
-    claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45), paired_rows(-0.01, 0.01),
-                          "1 shape").set_index("claim")["held"]
+    claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45, 0.55),
+                          paired_rows(-0.01, 0.01), "1 shape").set_index("claim")["held"]
     got = claims.tolist()
-    assert got[:5] == [True, True, True, True, True]       # beats simple refs, >= hand-made, coarse, paper x2
-    assert got[5] is True                                   # not degenerate
-    assert got[6] is True and got[7] is False               # as good as bespoke; the lift's interval holds 0
-    assert got[8] is None                                   # no liquidity results: not checkable
-    worse = check_claims(granularity(0.41, 0.45, 0.2, coarse=0.9), objective_rows(0.2, 0.4, 0.6),
+    assert got[:2] == [True, True]                          # beats simple refs, >= hand-made on class shares
+    assert got[2] is False                                  # below hand-made on count shares (0.5 < 0.55)
+    assert got[3:6] == [True, True, True]                   # coarse, paper x2
+    assert got[6] is True                                   # not degenerate
+    assert got[7] is True and got[8] is False               # as good as bespoke; the lift's interval holds 0
+    assert got[9] is None                                   # no liquidity results: not checkable
+    worse = check_claims(granularity(0.41, 0.45, 0.2, coarse=0.9), objective_rows(0.2, 0.4, 0.6, 0.3),
                          paired_rows(-0.08, -0.01, lift_low=0.01), "1 shape")["held"].tolist()
-    assert worse[:4] == [False, False, False, False]       # 0.41 does not clear 0.40 by the margin
-    assert worse[6] is False and worse[7] is True
+    assert worse[:5] == [False, False, True, False, False]  # 0.41 does not clear 0.40 by the margin
+    assert worse[7] is False and worse[8] is True
     no_truth = check_claims(granularity(np.nan, np.nan, np.nan), pd.DataFrame(columns=["variant", "kind", "seed",
                             "measure", "value"]), paired_rows(-0.01, 0.01), "1 shape")
     assert no_truth["held"].iloc[0] is None and no_truth["held"].iloc[1] is None

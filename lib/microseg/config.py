@@ -169,8 +169,8 @@ class SequencesConfig(_Strict):
 
 class ModelConfig(_Strict):
     kind: Literal["lstm", "feedforward"] = "lstm"
-    hidden: int = Field(32, ge=1)
-    layers: int = Field(1, ge=1)
+    hidden: int = Field(128, ge=1)
+    layers: int = Field(2, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     objective: str | dict[str, float] = "profile"    # a named objective, or {part: weight} (model/objectives.py)
     embedding: Literal["last", "last_cell", "pooled"] = "last"   # LSTM: which states make the customer vector
@@ -178,7 +178,7 @@ class ModelConfig(_Strict):
     lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs
     lr_gamma: float = Field(0.5, gt=0, le=1)
     batch_size: int = Field(64, ge=1)
-    epochs: int = Field(15, ge=1)
+    epochs: int = Field(30, ge=1)
     patience: int | None = Field(None, ge=1)         # early stopping on validation loss
     steps_per_epoch: int | None = Field(None, ge=1)
 
@@ -256,7 +256,7 @@ class EvaluateConfig(_Strict):
     cv_repeats: int = Field(2, ge=1)             # ... repeated with reshuffled folds
     objectives: list[str] = ["current", "next", "multi_horizon", "reconstruct", "shape", "account",
                              "profile"]          # compared in-memory
-    objective_epochs: int = Field(15, ge=1)      # epochs of each encoder in the objective comparison
+    objective_epochs: int = Field(30, ge=1)      # epochs of each encoder in the objective comparison
     objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
     known_segments: KnownSegmentsConfig | None = None   # null: the generator's ground truth, if any

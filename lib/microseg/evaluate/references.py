@@ -4,7 +4,10 @@
 - ``static shares``: each class's mean share over the customer's valid months;
 - ``flattened monthly shares``: every month's class shares side by side (T x C values);
 - ``hand-made temporal``: per class the window mean, volatility, trend, 6- and 12-month
-  seasonal projections and level change (``model.shape``), each column standardised.
+  seasonal projections and level change (``model.shape``), each column standardised;
+- ``hand-made temporal on count shares``: the same of the class count shares, exactly what
+  the ``shape`` objective's target is built from (so no learned shape can claim a view of
+  the data the references lack).
 
 And the two-level clustering that judges any representation at the planted granularity
 (coarse k, then the same micro k inside each coarse cluster).
@@ -18,9 +21,9 @@ from sklearn.preprocessing import StandardScaler
 
 from microseg.evaluate.metrics import kmeans_labels
 from microseg.model.networks import N_ACCOUNT, batch_of
-from microseg.model.shape import trajectory_shape
+from microseg.model.shape import count_shares, trajectory_shape
 
-NAMES = ("static shares", "flattened monthly shares", "hand-made temporal")
+NAMES = ("static shares", "flattened monthly shares", "hand-made temporal", "hand-made temporal on count shares")
 BESPOKE = "bespoke GBM (RFM, class shares, balances)"
 
 
@@ -36,10 +39,12 @@ def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
     v = batch.valid.unsqueeze(-1)
     static = (shares * v).sum(1) / v.sum(1).clamp(min=1.0)
     temporal = trajectory_shape(shares, batch.valid).numpy().astype(np.float64)
+    counted = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid).numpy().astype(np.float64)
     return {
         NAMES[0]: static.numpy().astype(np.float64),
         NAMES[1]: x[..., c:2 * c].reshape(len(x), -1).astype(np.float64),
         NAMES[2]: StandardScaler().fit_transform(temporal),
+        NAMES[3]: StandardScaler().fit_transform(counted),
     }
 
 

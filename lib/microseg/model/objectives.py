@@ -13,7 +13,10 @@ Parts (``h`` a horizon in months):
 - ``shares@h``: the class shares of month t + h;
 - ``reconstruct``: every valid month's class shares, from the embedding (a sequence
   autoencoder);
-- ``shape``: the long-run shape of the class shares (``model.shape``), from the embedding;
+- ``shape``: the long-run shape (``model.shape``) of the class count shares (each month's
+  transactions per class over its total), from the embedding: the mix a customer buys and
+  how it moves, read from how often each class is bought (a steadier view than amount
+  shares: it recovered the planted micro-segments better, see the README);
 - ``account``: the same long-run shape of the account block (log income, log outflow,
   signed log balance), from the embedding: how much flows and how thin the buffer runs,
   which class shares alone do not carry;
@@ -39,7 +42,7 @@ import torch
 
 from microseg.model.batch import Batch
 from microseg.model.shape import PARTS as SHAPE_PARTS
-from microseg.model.shape import trajectory_shape
+from microseg.model.shape import count_shares, trajectory_shape
 
 HORIZONS = (1, 3, 6)
 PRESETS: dict[str, dict[str, float]] = {
@@ -104,7 +107,8 @@ def _ahead(a: torch.Tensor, mask: torch.Tensor, h: int) -> tuple[torch.Tensor, t
 def targets(part: str, batch: Batch, shares: torch.Tensor, account: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(target, mask) of ``part``: [B, T, D] and [B, T] for step parts (masked where month t
     is padding or t + h has no value), [B, D] and [B, D] for customer parts. ``shares`` and
-    ``account`` are the batch's scaled class shares [B, T, C] and account block [B, T, A]."""
+    ``account`` are the batch's scaled class shares [B, T, C] and account block [B, T, A];
+    ``shape`` reads the class count shares of ``batch.x`` (its third block)."""
     kind, _, h = part.partition("@")
     if kind == "traits":
         y, m = _ahead(batch.traits, batch.trait_mask, int(h))
@@ -115,8 +119,12 @@ def targets(part: str, batch: Batch, shares: torch.Tensor, account: torch.Tensor
     if part == "reconstruct":
         mask = batch.valid.unsqueeze(-1).expand_as(shares)
         return shares.flatten(1), mask.flatten(1)
-    if part in ("shape", "account"):
-        y = trajectory_shape(shares if part == "shape" else account, batch.valid)
+    if part == "shape":
+        c = shares.shape[-1]
+        y = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid)
+        return y, torch.ones_like(y)
+    if part == "account":
+        y = trajectory_shape(account, batch.valid)
         return y, torch.ones_like(y)
     w = batch.trait_mask.unsqueeze(-1)
     y = (batch.traits * w).sum(1) / w.sum(1).clamp(min=1.0)

@@ -3,8 +3,9 @@ trend, 6- and 12-month seasonal projections and the change of level between the 
 last third of the history.
 
 One function serves twice: as the ``shape`` objective's target (the encoder learns to carry
-the trajectory's shape in its hidden state) and as the evaluation's hand-made temporal
-reference features (what a person would compute instead of training anything).
+the trajectory's shape of its class *count* shares in its hidden state) and as the
+evaluation's hand-made temporal reference features on the class (amount) shares (what a
+person would compute instead of training anything).
 Months are left-aligned (``model.batch``); the seasonal phase is measured back from each
 customer's last valid month.
 
@@ -21,6 +22,18 @@ import math
 import torch
 
 PARTS = ("mean", "volatility", "trend", "sin6", "cos6", "sin12", "cos12", "level_change")
+
+
+def count_shares(counts: torch.Tensor) -> torch.Tensor:
+    """[B, T, C] log1p transaction counts per class -> each month's share of its transactions
+    per class (0 in a month without any): how often a class is bought, a steadier view of the
+    mix than amount shares, which a few large purchases swing.
+
+    >>> count_shares(torch.log1p(torch.tensor([[[3., 1.], [0., 0.]]]))).tolist()
+    [[[0.75, 0.25], [0.0, 0.0]]]
+    """
+    n = torch.expm1(counts)
+    return n / n.sum(dim=-1, keepdim=True).clamp(min=1e-9)
 
 
 def shape_names(classes: list[str]) -> list[str]:

@@ -90,7 +90,7 @@ def _peers(spark, df, model, n: int, batch: int) -> dict[str, float]:
     on each worker, called on [batch, T x F] arrays)."""
     import mlflow
     from pyspark.ml.functions import predict_batch_udf
-    from pyspark.sql.types import ArrayType, FloatType
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
 
     from microseg import tracking
 
@@ -103,9 +103,10 @@ def _peers(spark, df, model, n: int, batch: int) -> dict[str, float]:
         weights, spec = tracking.encoder_files(name, version)
         ours = _udf_rate(df, n, lambda d: embed_customers(d, weights, spec["model"], str(version)))
 
-        mlflow_udf = mlflow.pyfunc.spark_udf(spark, uri, result_type=ArrayType(FloatType()), env_manager="local")
+        out = StructType([StructField("embedding", ArrayType(FloatType()))])   # the pyfunc's output frame
+        mlflow_udf = mlflow.pyfunc.spark_udf(spark, uri, result_type=out, env_manager="local")
         via_mlflow = _udf_rate(df, n, lambda d: d.select("customer_id", mlflow_udf(F.struct("features"))
-                                                         .alias("embedding")))
+                                                         .getField("embedding").alias("embedding")))
 
         def make_predict_fn():
             encoder = mlflow.pyfunc.load_model(uri).unwrap_python_model().model

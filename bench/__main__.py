@@ -1,7 +1,8 @@
 """``make bench [ARGS="--only prep --scale small"]``: run benchmarks, record and print figures.
 
 Each benchmark is a module ``bench.<name>`` with ``run(scale) -> {name: (value, unit)}``.
-Full-scale figures are merged into ``bench/results.json``; ``--scale small`` is a quick
+Full-scale figures are merged into ``bench/results.json`` (each benchmark's from one run,
+stamped) and README.md's generated table; ``--scale small`` is a quick
 smoke run whose figures are printed only, so they never replace the real ones.
 """
 
@@ -12,6 +13,7 @@ import datetime
 import importlib
 import time
 
+from bench import readme
 from bench.results import RESULTS, print_table, record
 from microseg.tracking import code_version
 
@@ -36,6 +38,8 @@ def main(argv: list[str] | None = None) -> None:
             record(got, stamp=(name, code_version(), datetime.date.today().isoformat()))
             # per benchmark: a later failure keeps the earlier figures
         figures.update(got)
+    if args.scale == "full":
+        readme.update()   # README's generated table follows results.json
     print()
     print_table(figures)
     where = f"recorded in {RESULTS}" if args.scale == "full" else "small scale: not recorded"

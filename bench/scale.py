@@ -4,8 +4,12 @@ Python workers and the training ranks), sampled every half second.
 
 Not part of the default ``make bench``: ``make bench ARGS="--only scale"`` runs
 ``SIZES[scale]`` customers x 24 months (``MICROSEG_SCALE_CUSTOMERS`` overrides), with 3
-training epochs. A flat driver RSS across sizes is the check that nothing is collected to
-the driver.
+training epochs; ``MICROSEG_SCALE_EVALUATE=1`` adds the report's compare and evaluate
+stages (evaluate on its bounded sample). ``MICROSEG_SCALE_ROOT`` keeps the lakehouse in
+that folder and runs the flow with ``--resume``: the same command again, after an
+interruption, continues after the last completed stage (the figures then cover the
+stages run by that command). A flat driver RSS across sizes is the check that nothing is
+collected to the driver.
 """
 
 from __future__ import annotations
@@ -17,11 +21,15 @@ import sys
 import tempfile
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
 SIZES = {"small": 5_000, "full": 100_000}
 DONE = re.compile(r"^\[(\w+)\] done in ([\d.]+) s")
+ROWS = re.compile(r"stage ingest done in .*'rows_read': (\d+)")
+STAGES = ["generate", "ingest", "aggregate", "labels", "personality", "sequences", "train", "embed", "segment",
+          "summary"]
 
 
 def _watch(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Event) -> None:
@@ -39,23 +47,27 @@ def _watch(proc: subprocess.Popen, peaks: dict[str, float], stop: threading.Even
 
 def run(scale: str) -> dict[str, tuple[float, str]]:
     customers = int(os.environ.get("MICROSEG_SCALE_CUSTOMERS", SIZES[scale]))
-    root = tempfile.mkdtemp(prefix="microseg-scale-")
+    root = os.environ.get("MICROSEG_SCALE_ROOT") or tempfile.mkdtemp(prefix="microseg-scale-")
+    stages = STAGES + (["compare", "evaluate"] if os.environ.get("MICROSEG_SCALE_EVALUATE") == "1" else [])
     partitions = max(8, customers // 12_500)
     cmd = [sys.executable, "-m", "microseg", "run", "--stage", "all", "--progress-every", "0",
            "--set", f"tables.root={root}", "--set", f"generator.customers={customers}",
            "--set", f"generator.partitions={partitions}", "--set", f"spark.shuffle_partitions={partitions}",
-           "--set", "model.epochs=3", "--set", "segment.coarse_k_grid=[3,4,6]"]
+           "--set", "model.epochs=3", "--set", "segment.coarse_k_grid=[3,4,6]",
+           "--set", f"stages=[{', '.join(stages)}]"] + (["--resume"] if os.environ.get("MICROSEG_SCALE_ROOT") else [])
     peaks = {"tree": 0.0, "driver": 0.0}
     stop = threading.Event()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     watcher = threading.Thread(target=_watch, args=(proc, peaks, stop), daemon=True)
     watcher.start()
-    stages = {}
+    seconds, transactions = {}, 0
     for line in proc.stderr:
         if m := DONE.match(line):
-            stages[m.group(1)] = float(m.group(2))
+            seconds[m.group(1)] = float(m.group(2))
             print(f"  {m.group(1):12s} {float(m.group(2)):8.1f} s", flush=True)
+        elif m := ROWS.search(line):
+            transactions = int(m.group(1))
     code = proc.wait()
     stop.set()
     wall = time.perf_counter() - start
@@ -63,8 +75,12 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
         raise RuntimeError(f"the flow failed (exit {code}) at {customers} customers; lakehouse left in {root}")
     print(f"  {customers} customers: {wall:.0f} s wall, peak RSS {peaks['tree'] / 2**30:.1f} GiB "
           f"(driver Python {peaks['driver'] / 2**30:.2f} GiB); lakehouse {root}", flush=True)
-    out = {f"scale.{name}.seconds": (s, "s") for name, s in stages.items()}
+    size = sum(f.stat().st_size for f in Path(root).rglob("*") if f.is_file())
+    out = {f"scale.{name}.seconds": (s, "s") for name, s in seconds.items()}
     out.update({"scale.customers": (customers, "customers"), "scale.wall_seconds": (wall, "s"),
+                "scale.stages_seconds": (sum(seconds.values()), "s"),
+                "scale.lakehouse_gib": (size / 2**30, "GiB"),
+                **({"scale.transactions": (transactions, "rows")} if transactions else {}),
                 "scale.peak_rss_gib": (peaks["tree"] / 2**30, "GiB"),
                 "scale.driver_python_peak_rss_gib": (peaks["driver"] / 2**30, "GiB")})
     return out

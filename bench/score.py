@@ -10,7 +10,9 @@ Delta table's Parquet files: Spark + UDF per core against one process with pyarr
 UDF with an encoder that computes nothing: what moving the rows through Spark and Arrow
 costs, so the ceiling of the ratio for the configured encoder; a slower model comes closer to 1),
 ``embed.ratio_vs_plain_torch_hidden128x2`` (the same comparison for a 2-layer LSTM of
-hidden size 128), and ``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
+hidden size 128), the peers on one registered model and the same rows (``_peers``):
+``embed.ratio_vs_mlflow_spark_udf`` and ``embed.ratio_vs_predict_batch_udf`` (ours / theirs,
+rows/s), and ``segment.seconds_per_100k`` (KMeans fit with k=12 plus nearest-centroid assignment of
 every row, scaled to 100k customers).
 """
 
@@ -80,6 +82,47 @@ def _with_io(spark, df, model, spec, batch: int) -> tuple[float, float]:
         return udf, n / (time.perf_counter() - start)
 
 
+def _peers(spark, df, model, n: int, batch: int) -> dict[str, float]:
+    """Rows/s of the same registered model on the same rows, in one run: ours (the
+    registered version's weights broadcast to ``embed_customers``), MLflow's
+    ``spark_udf(env_manager="local")`` (Databricks' batch-inference docs) and Spark's
+    ``predict_batch_udf`` with ``input_tensor_shapes`` (the model loaded from the registry
+    on each worker, called on [batch, T x F] arrays)."""
+    import mlflow
+    from pyspark.ml.functions import predict_batch_udf
+    from pyspark.sql.types import ArrayType, FloatType, StructField, StructType
+
+    from microseg import tracking
+
+    with tempfile.TemporaryDirectory() as tmp:
+        cfg = load_config("local", overrides={"tables.root": tmp, "mlflow.experiment": "bench-embed"})
+        tracking.setup(cfg)
+        name = "bench_encoder"
+        version = tracking.log_encoder(state_bytes(model), {"model": SPEC, "months": T}, [0.0] * (T * F_), name)
+        uri = f"models:/{name}/{version}"
+        weights, spec = tracking.encoder_files(name, version)
+        ours = _udf_rate(df, n, lambda d: embed_customers(d, weights, spec["model"], str(version)))
+
+        out = StructType([StructField("embedding", ArrayType(FloatType()))])   # the pyfunc's output frame
+        mlflow_udf = mlflow.pyfunc.spark_udf(spark, uri, result_type=out, env_manager="local")
+        via_mlflow = _udf_rate(df, n, lambda d: d.select("customer_id", mlflow_udf(F.struct("features"))
+                                                         .getField("embedding").alias("embedding")))
+
+        def make_predict_fn():
+            encoder = mlflow.pyfunc.load_model(uri).unwrap_python_model().model
+            torch.set_num_threads(1)
+
+            def predict(x: np.ndarray) -> np.ndarray:
+                with torch.inference_mode():
+                    return encoder.embed(torch.from_numpy(x.reshape(len(x), T, F_))).numpy()
+            return predict
+
+        batch_udf = predict_batch_udf(make_predict_fn, return_type=ArrayType(FloatType()), batch_size=batch,
+                                      input_tensor_shapes=[[T * F_]])
+        via_batch_udf = _udf_rate(df, n, lambda d: d.select("customer_id", batch_udf("features").alias("embedding")))
+    return {"ours": ours, "mlflow_spark_udf": via_mlflow, "predict_batch_udf": via_batch_udf}
+
+
 def run(scale: str) -> dict[str, tuple[float, str]]:
     n = SIZES[scale]
     cfg = load_config("local")
@@ -112,6 +155,10 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
     print(f"  from a Delta table: UDF {io_udf:,.0f} rows/s on {cores} cores, "
           f"pyarrow + torch in one process {io_plain:,.0f} rows/s", flush=True)
 
+    peers = _peers(spark, df, model, n, batch)
+    print("  the registered model, same rows: " + ", ".join(f"{k} {v:,.0f} rows/s" for k, v in peers.items()),
+          flush=True)
+
     emb = embed_customers(df, state_bytes(model), spec, "1").persist()
     emb.count()
     start = time.perf_counter()
@@ -129,5 +176,10 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
         "embed.spark_floor_rows_per_s_per_core": (floor / cores, "rows/s/core"),
         "embed.ratio_floor_vs_plain_torch": (floor / cores / plain, "ratio"),
         "embed.ratio_vs_plain_torch_hidden128x2": (rates["hidden128x2"][0] / cores / rates["hidden128x2"][1], "ratio"),
+        "embed.registered_rows_per_s_per_core": (peers["ours"] / cores, "rows/s/core"),
+        "embed.mlflow_spark_udf_rows_per_s_per_core": (peers["mlflow_spark_udf"] / cores, "rows/s/core"),
+        "embed.predict_batch_udf_rows_per_s_per_core": (peers["predict_batch_udf"] / cores, "rows/s/core"),
+        "embed.ratio_vs_mlflow_spark_udf": (peers["ours"] / peers["mlflow_spark_udf"], "ratio"),
+        "embed.ratio_vs_predict_batch_udf": (peers["ours"] / peers["predict_batch_udf"], "ratio"),
         "segment.seconds_per_100k": (seg_seconds * 100_000 / n, "s"),
     }

@@ -119,6 +119,23 @@ def test_reingest_adds_nothing_and_a_new_month_appends_only_its_rows(spark, land
     assert ctx.tables.read("transactions").select("txn_id").distinct().count() == first["rows_inserted"] + 2
 
 
+def test_a_batch_of_new_months_merges_without_reading_the_older_months(spark, landing):
+    ctx = pipeline.Context.create(landing, spark)
+    pipeline.run_stage("ingest", ctx)
+    assert ctx.tables.history("transactions").head()["operation"] == "WRITE"   # the first batch: created
+    folder = Path(ctx.cfg.data_path(ctx.cfg.source.path)) / "month=2024-02"
+    _write(folder, "part-0.csv", [HEADER, "C1,t20,2024-02-03,-7,EUR,dining,93", "C1,t01,2024-02-04,-8,EUR,pets,"])
+    february = pipeline.Context.create(landing.with_overrides(**{"source.path": str(folder)}), spark)
+    for inserted in (2, 0):   # t01 again, in another month: a row of its own; then the same batch again
+        out = pipeline.run_stage("ingest", february)
+        merge = ctx.tables.history("transactions").head()
+        assert out["rows_inserted"] == inserted and merge["operation"] == "MERGE"
+        metrics = merge["operationMetrics"]
+        assert int(metrics["numTargetFilesBeforeSkipping"]) >= 1            # January's file, at least
+        assert int(metrics["numTargetFilesAfterSkipping"]) == 1 - bool(inserted)   # February's only, once written
+    assert DeltaTable.forPath(spark, ctx.tables.location("transactions")).detail().head()["partitionColumns"] == ["month"]
+
+
 def test_unknown_category_can_be_kept_as_unclassified(spark, landing):
     cfg = landing.with_overrides(**{"ingest.unknown_category": "unclassified"})
     ctx = pipeline.Context.create(cfg, spark)

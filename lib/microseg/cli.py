@@ -71,26 +71,33 @@ def _reason(err: Exception) -> str:
     return text.splitlines()[0][:500] if text else type(err).__name__
 
 
-def _execute(cfg: Settings, target: str, every: float) -> dict[str, dict]:
+def _execute(cfg: Settings, target: str, every: float, resume: bool = False) -> dict[str, dict]:
     """Run a stage or a flow, with progress lines on stderr; a failing stage ends the
-    command with exit code 1 after its traceback, one line naming it, and what to do."""
+    command with exit code 1 after its traceback, one line naming it, and what to do.
+    ``resume``: a flow skips the stages the run record shows completed (``runs``)."""
     from microseg import pipeline
     from microseg.progress import Progress
 
     names = _stages_of(cfg, target)
+    if resume and target not in pipeline.FLOWS:
+        _fail(2, f"--resume applies to a flow ({', '.join(pipeline.FLOWS)}), not to the stage {target!r}",
+              "run the stage again without --resume (re-running a stage is safe)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("py4j").setLevel(logging.WARNING)
     ctx = pipeline.Context.create(cfg)
     with Progress(ctx.spark, names[0], every) as progress:
         def done(name: str, out: dict) -> None:
-            progress.say(f"[{name}] done in {out['seconds']:.1f} s")
+            if out.get("skipped"):
+                progress.say(f"[{name}] skipped: completed earlier with this config and these inputs (--resume)")
+            else:
+                progress.say(f"[{name}] done in {out['seconds']:.1f} s")
             following = names[names.index(name) + 1:]
             if following:
                 progress.start(following[0])
 
         try:
             if target in pipeline.FLOWS:
-                return pipeline.run_all(ctx, on_stage=done, flow=target)
+                return pipeline.run_all(ctx, on_stage=done, flow=target, resume=resume)
             out = pipeline.run_stage(target, ctx)
             done(target, out)
             return {target: out}
@@ -100,8 +107,8 @@ def _execute(cfg: Settings, target: str, every: float) -> dict[str, dict]:
             log.exception("stage %s failed", progress.label)
             _fail(1, f"{progress.label} failed: {_reason(err)}",
                   f"fix the cause, then re-run from it: microseg run --stage {progress.label} with the "
-                  "same --env/--conf/--set, then the stages after it (re-running a stage is safe); "
-                  "`microseg status` shows what each table holds")
+                  "same --env/--conf/--set, then the stages after it (re-running a stage is safe), or "
+                  "the flow again with --resume; `microseg status` shows what each table holds")
 
 
 @app.command()
@@ -114,6 +121,9 @@ def run(
     from_run: Annotated[str | None, typer.Option(
         "--from-run", help="reproduce an MLflow run: its config, with its input tables pinned to the "
                            "Delta versions it read; --set still applies on top")] = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="a flow: start after the last stage that completed with this config and these "
+                         "input versions (the run record, tables.names.runs)")] = False,
 ) -> None:
     """Run one stage, or a flow of stages in order."""
     from microseg.pipeline import FLOWS
@@ -124,7 +134,7 @@ def run(
 
         overrides = dict(parse_override(o) for o in set_)
         cfg = reproduce.config_from_run(from_run, tracking.tracking_uri(cfg)).with_overrides(**overrides)
-    results = _execute(cfg, stage, progress_every)
+    results = _execute(cfg, stage, progress_every, resume)
     if stage not in FLOWS:   # one stage: its figures on stdout
         typer.echo(json.dumps(results[stage], default=str))
 

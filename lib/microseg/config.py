@@ -185,7 +185,7 @@ class ModelConfig(_Strict):
 
 class TrainConfig(_Strict):
     launcher: Literal["torch_distributor", "horovod", "single"] = "torch_distributor"
-    num_processes: int = Field(2, ge=1)
+    num_processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"   # auto: from the cores or GPUs
     local_mode: bool = True          # ranks on the driver; false: as Spark tasks on executors
     use_gpu: bool = False            # NCCL and one GPU per rank
     checkpoint_dir: StoragePath = "{root}/_work/checkpoints"   # must be shared storage on a cluster

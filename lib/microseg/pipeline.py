@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from microseg import runs
 from microseg.config import Settings
 from microseg.stages.context import Context, registered_name, run_timed
 from microseg.stages.model import train_stage
@@ -21,8 +22,8 @@ from microseg.stages.prep import (aggregate_stage, generate_stage, ingest_stage,
 from microseg.stages.report import compare_stage, evaluate_stage, render_stage
 from microseg.stages.score import assign_stage, embed_stage, segment_stage, summary_stage
 
-__all__ = ["Context", "FLOWS", "STAGES", "Stage", "flow_stages", "registered_name", "run_all", "run_stage",
-           "table_status"]
+__all__ = ["Context", "FLOWS", "STAGES", "Stage", "flow_stages", "registered_name", "resume_point", "run_all",
+           "run_stage", "table_status"]
 
 log = logging.getLogger("microseg")
 
@@ -124,14 +125,27 @@ def flow_stages(cfg: Settings, flow: str) -> list[str]:
 
 
 def run_all(ctx: Context, on_stage: Callable[[str, dict], None] | None = None,
-            flow: str = "all") -> dict[str, dict]:
+            flow: str = "all", resume: bool = False) -> dict[str, dict]:
     """The stages of ``flow`` in order (``flow_stages``), with the flow's own settings
-    (``FLOW_SETTINGS``)."""
+    (``FLOW_SETTINGS``), each recorded in the run record when it completes; ``resume``
+    skips the stages the record shows completed for this config and these input versions
+    (``runs.completed``: their figures are ``{"skipped": True}``)."""
     if FLOW_SETTINGS.get(flow):
         ctx = Context(ctx.cfg.with_overrides(**FLOW_SETTINGS[flow]), ctx.spark, ctx.tables, ctx.taxonomy)
+    names = flow_stages(ctx.cfg, flow)
+    skip = resume_point(ctx, flow) if resume else 0
     results = {}
-    for name in flow_stages(ctx.cfg, flow):
-        results[name] = run_stage(name, ctx)
+    for i, name in enumerate(names):
+        if i < skip:
+            results[name] = {"skipped": True}
+        else:
+            results[name] = run_stage(name, ctx)
+            runs.record(ctx, flow, name, STAGES[name].inputs, STAGES[name].outputs)
         if on_stage:
             on_stage(name, results[name])
     return results
+
+
+def resume_point(ctx: Context, flow: str) -> int:
+    """How many of the flow's stages a resumed run skips (``runs.completed``)."""
+    return runs.completed(ctx, flow, [(n, STAGES[n].inputs, STAGES[n].outputs) for n in flow_stages(ctx.cfg, flow)])

@@ -14,6 +14,7 @@ or replace on that table), so two first writers never overwrite each other.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import random
 import re
@@ -40,6 +41,15 @@ RETRYABLE = re.compile(r"\[(DELTA_CONCURRENT_\w+|DELTA_METADATA_CHANGED|DELTA_PR
 def is_conflict(err: Exception) -> bool:
     """Whether ``err`` is a lost race with a concurrent writer (worth retrying)."""
     return bool(RETRYABLE.search(str(err)))
+
+
+def _literal(value) -> str:
+    """A SQL literal of a date, number or text (quotes doubled)."""
+    if isinstance(value, dt.date):
+        return f"DATE'{value.isoformat()}'"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
 
 
 class Tables:
@@ -131,10 +141,11 @@ class Tables:
         else:
             writer.save(self.location(key))
 
-    def _create(self, key: str, df: DataFrame) -> None:
+    def _create(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> None:
         """Create the table as version 0 with ``df``; fails if it exists (a concurrent
         writer created it first), which ``_retrying`` turns into another try."""
-        self._save(key, df.write.format("delta").mode("errorifexists"))
+        writer = df.write.format("delta").mode("errorifexists")
+        self._save(key, writer.partitionBy(*partition_by) if partition_by else writer)
 
     def overwrite(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> int:
         """Replace the table's content in one atomic commit; returns the new version."""
@@ -158,12 +169,16 @@ class Tables:
 
         return self._retrying("replace_where", key, write)
 
-    def merge_new(self, key: str, df: DataFrame, keys: list[str]) -> int:
+    def merge_new(self, key: str, df: DataFrame, keys: list[str], within: dict[str, list] | None = None,
+                  partition_by: list[str] | None = None) -> int:
         """Insert the rows of ``df`` whose ``keys`` the table lacks; returns rows inserted.
 
-        Idempotent: merging the same rows again inserts (and commits) nothing.
+        Idempotent: merging the same rows again inserts (and commits) nothing. ``within``
+        (column -> the values ``df`` holds) limits the table's side of the match to those
+        values, so only their files are read; a new table is laid out by ``partition_by``.
         """
-        return self._retrying("merge_new", key, lambda: self._merge_new_once(key, df, keys))
+        return self._retrying("merge_new", key, lambda: self._merge_new_once(key, df, keys, within or {},
+                                                                             partition_by))
 
     def delete_where(self, key: str, condition: str) -> int:
         """Delete the rows matching ``condition`` in one commit; returns the rows deleted."""
@@ -200,12 +215,17 @@ class Tables:
         finally:
             self.spark.conf.unset(meta_key)
 
-    def _merge_new_once(self, key: str, df: DataFrame, keys: list[str]) -> int:
+    def _merge_new_once(self, key: str, df: DataFrame, keys: list[str], within: dict[str, list],
+                        partition_by: list[str] | None) -> int:
         if not self.exists(key):
-            self._create(key, df)
+            self._create(key, df, partition_by)
             created = self._delta(key).history().where("version = 0").head()
             return int(created["operationMetrics"].get("numOutputRows", 0))
-        cond = " AND ".join(f"t.`{k}` = s.`{k}`" for k in keys)
+        if any(not values for values in within.values()):
+            return 0   # df holds no rows
+        cond = " AND ".join([f"t.`{k}` = s.`{k}`" for k in keys]
+                            + [f"t.`{c}` IN ({', '.join(_literal(v) for v in values)})"
+                               for c, values in within.items()])
         with self._noted():
             metrics = (
                 self._delta(key)

@@ -14,8 +14,37 @@ import os
 import signal
 import sys
 
-from microseg.config import TrainConfig
+from microseg.config import ConfigError, TrainConfig
 from microseg.model.train import TrainJob, TrainResult, train
+
+
+CORES_PER_RANK = 2   # a CPU rank and its Petastorm loader: on 2 cores, 2 ranks train slower than 1
+
+
+def auto_ranks(cores: int, gpus: int, use_gpu: bool) -> int:
+    """``train.num_processes: auto``: one rank per GPU with ``use_gpu``, else one per
+    ``CORES_PER_RANK`` cores, at least one."""
+    if use_gpu:
+        if gpus < 1:
+            raise ConfigError("train.num_processes: auto found no GPU while train.use_gpu is true; set "
+                              "train.use_gpu: false, or give the driver (train.local_mode) or executors GPUs")
+        return gpus
+    return max(1, cores // CORES_PER_RANK)
+
+
+def ranks(cfg: TrainConfig, spark) -> int:
+    """The ranks to train on: ``train.num_processes``, or for ``auto`` (:func:`auto_ranks`)
+    the cores and GPUs of this machine (``train.local_mode``) or of the cluster's executors."""
+    if cfg.num_processes != "auto":
+        return cfg.num_processes
+    if cfg.local_mode:
+        import torch
+
+        return auto_ranks(len(os.sched_getaffinity(0)), torch.cuda.device_count(), cfg.use_gpu)
+    sc = spark.sparkContext
+    executors = max(1, sc._jsc.sc().getExecutorMemoryStatus().size() - 1)   # less the driver
+    gpus = executors * int(float(sc.getConf().get("spark.executor.resource.gpu.amount", "0")))
+    return auto_ranks(sc.defaultParallelism, gpus, cfg.use_gpu)
 
 
 class TrainingFailed(RuntimeError):

@@ -79,15 +79,45 @@ def _reason(rules: IngestConfig, classes: list[str], today: dt.date) -> Column:
     )
 
 
-def check(rows: DataFrame, rules: IngestConfig, classes: list[str], today: dt.date) -> DataFrame:
-    """Canonical rows with ``_reason``: the first rule each breaks, or null if valid."""
+def _first_of_each_txn_id(checked: DataFrame) -> DataFrame:
+    """``DUPLICATE_TXN_ID`` for every valid row but the first of its txn_id (ordered by file,
+    date, amount, raw row; rows of any reason count)."""
     first = Window.partitionBy("txn_id").orderBy("source_file", "booking_date", "amount", "raw_row")
     return (
-        rows.withColumn("_reason", _reason(rules, classes, today))
-        .withColumn("_n", F.when(F.col("_reason").isNull(), F.row_number().over(first)))
+        checked.withColumn("_n", F.when(F.col("_reason").isNull(), F.row_number().over(first)))
         .withColumn("_reason", F.coalesce("_reason", F.when(F.col("_n") > 1, "DUPLICATE_TXN_ID")))
         .drop("_n")
     )
+
+
+def check(rows: DataFrame, rules: IngestConfig, classes: list[str], today: dt.date) -> DataFrame:
+    """Canonical rows with ``_reason``: the first rule each breaks, or null if valid."""
+    return _first_of_each_txn_id(rows.withColumn("_reason", _reason(rules, classes, today)))
+
+
+def check_once(rows: DataFrame, rules: IngestConfig, classes: list[str], today: dt.date) -> DataFrame:
+    """:func:`check` in one pass over ``rows`` in the usual case, for a batch: persisted
+    (unpersist when done) and equal to ``check`` but that valid rows carry no ``raw_row``.
+
+    Rows are read, parsed and checked once into a lean cache (the raw row kept only where
+    quarantined), and their txn_ids counted by a 64-bit hash: no shuffle of whole rows.
+    Only when some hash repeats are the rows of those txn_ids read again, whole, and
+    ordered to find the first of each."""
+    key = F.xxhash64("txn_id")
+    reason = rows.withColumn("_reason", _reason(rules, classes, today))
+    lean = reason.withColumn("raw_row", F.when(F.col("_reason").isNotNull(), F.col("raw_row"))) \
+        .withColumn("_key", key).persist()
+    repeated = (lean.where(~_blank(F.col("txn_id"))).groupBy("_key").count()
+                .where(F.col("count") > 1).select("_key").persist())
+    if repeated.count() == 0:   # the usual case; this count fills the cache
+        repeated.unpersist()
+        return lean.drop("_key")
+    again = _first_of_each_txn_id(reason.withColumn("_key", key).join(F.broadcast(repeated), "_key", "left_semi"))
+    checked = lean.join(F.broadcast(repeated), "_key", "left_anti").unionByName(again).drop("_key").persist()
+    checked.count()
+    lean.unpersist()
+    repeated.unpersist()
+    return checked
 
 
 def split(checked: DataFrame, source: str, batch_id: str, rules: IngestConfig,

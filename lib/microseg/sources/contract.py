@@ -15,7 +15,9 @@ naming the file and the column before anything is written.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterable
+from functools import reduce
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
@@ -64,7 +66,8 @@ def shown_header(found: list[str], expected: Iterable[str]) -> str:
     return f"{len(found)} column(s), none of them expected (no header row? its values are not shown)"
 
 
-def undecodable(raw_row: Column) -> Column:
-    """True where the row held bytes that are not text in the file's encoding (e.g. Latin-1
-    read as UTF-8): such a row is quarantined as ``BAD_ENCODING``, never kept with a garbled id."""
-    return raw_row.contains(REPLACEMENT)
+def undecodable(*fields: Column) -> Column:
+    """True where the row (its raw text, or its fields) held bytes that are not text in the
+    file's encoding (e.g. Latin-1 read as UTF-8): such a row is quarantined as
+    ``BAD_ENCODING``, never kept with a garbled id."""
+    return reduce(operator.or_, [field.contains(REPLACEMENT) for field in fields])

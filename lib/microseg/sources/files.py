@@ -288,7 +288,7 @@ def canonical(df: DataFrame, mapping: FileMapping, mcc_table=None) -> DataFrame:
                                                   {"ignoreNullFields": "false"}))
     parse_error = (
         F.when(F.col(CORRUPT).isNotNull(), "MALFORMED_LINE")
-        .when(undecodable(raw_row), "BAD_ENCODING")
+        .when(undecodable(*[F.col(f"`{c}`") for c in [CORRUPT, *source_cols]]), "BAD_ENCODING")
         .when(get["booking_date"].isNotNull() & date.isNull(), "UNPARSABLE_DATE")
         .when(get["amount"].isNotNull() & amount.isNull(), "UNPARSABLE_AMOUNT")
         .when(get["balance_after"].isNotNull() & balance.isNull(), "UNPARSABLE_BALANCE")

@@ -53,7 +53,7 @@ def train_stage(ctx: Context) -> dict:
     import mlflow
 
     from microseg.model import data
-    from microseg.model.launch import run_training
+    from microseg.model.launch import ranks, run_training
     from microseg.model.train import TrainJob
 
     cfg, mcfg = ctx.cfg, ctx.cfg.model
@@ -67,7 +67,7 @@ def train_stage(ctx: Context) -> dict:
         raise RuntimeError("no eligible training sequences; generate or ingest more data, "
                            "or lower sequences.min_months")
     require_learnable(ctx, train_df, scaling[0], record)
-    world = 1 if cfg.train.launcher == "single" else cfg.train.num_processes
+    world = 1 if cfg.train.launcher == "single" else ranks(cfg.train, ctx.spark)
     steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size, world)
     cache = ctx.work_dir / "petastorm"
     parts = max(cfg.spark.shuffle_partitions, world)
@@ -90,7 +90,7 @@ def train_stage(ctx: Context) -> dict:
             steps=steps, seed=cfg.seed, lr_step_epochs=mcfg.lr_step_epochs, lr_gamma=mcfg.lr_gamma,
             patience=mcfg.patience, checkpoint_dir=str(checkpoints),
             mlflow_run=(tracking.tracking_uri(cfg), run.info.run_id))
-        result = run_training(job, cfg.train)
+        result = run_training(job, cfg.train.model_copy(update={"num_processes": world}))
         mlflow.log_metrics({"train.seconds": result.seconds, "train.resumed_from_epoch": result.resumed_from,
                             "train.seq_per_s": result.rows_seen / max(result.seconds, 1e-9),
                             "train.ranks_in_sync": float(len(set(result.rank_digests)) == 1),

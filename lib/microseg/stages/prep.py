@@ -13,7 +13,7 @@ from pyspark.sql import functions as F
 from microseg import tracking
 from microseg.config import ConfigError
 from microseg.prep import aggregate, personality, reference, sequences
-from microseg.prep.ingest import check, reconcile, split
+from microseg.prep.ingest import check_once, reconcile, split
 from microseg.prep.pseudonymise import (configured_pseudonym, keyed_hmac, pseudonym_key, pseudonymise,
                                         pseudonymise_raw_rows)
 from microseg.stages.context import Context
@@ -42,8 +42,9 @@ def ingest_stage(ctx: Context) -> dict:
 
     Accounting: each file's rows are counted apart from the parser (its lines, less the
     header) and must equal its rows kept plus quarantined, or the ingest fails naming the
-    file before anything is written; of the valid rows, those whose (source, txn_id)
-    bronze already holds are counted as already present, not re-inserted. The batch's
+    file before anything is written; of the valid rows, those whose (source, month,
+    txn_id) bronze already holds are counted as already present, not re-inserted (the
+    MERGE reads only the batch's months: bronze is partitioned by month). The batch's
     quarantine rows replace any from an earlier run of the same batch; with
     ``ingest.quarantine_retention_days``, older rows and Delta files are then removed.
     With ``ingest.pseudonymise``, customer and transaction ids become pseudonyms before
@@ -61,22 +62,29 @@ def ingest_stage(ctx: Context) -> dict:
     if rules.pseudonymise:
         pseudonym = keyed_hmac(ctx.spark, pseudonym_key(rules, ctx.spark))
         rows = pseudonymise(rows, ["customer_id", "txn_id"], pseudonym)
-    checked = check(rows, rules, classes, today).persist()   # read and checked once
-    counts = checked.groupBy("source_file", "_reason").count().collect()   # <= 17 rows per file
-    per_file, reasons = Counter(), Counter()
-    for r in counts:
-        per_file[r["source_file"]] += r["count"]
-        reasons[r["_reason"]] += r["count"]
-    expected = batch.expected_rows(ctx.spark)   # counted apart from the parser
-    reconcile(batch.batch_id, expected, per_file)
-    valid = reasons.pop(None, 0)
-    quarantined = sum(reasons.values())
-    good, bad = split(checked, batch.source, batch.batch_id, rules, classes, today)
-    if rules.pseudonymise:
-        bad = pseudonymise_raw_rows(bad, list(batch.identifying), pseudonym)
-    inserted = ctx.tables.merge_new("transactions", good, ["source", "txn_id"])
-    ctx.tables.replace_where("quarantine", bad, f"batch_id = '{batch.batch_id}'")
-    checked.unpersist()
+    checked = check_once(rows, rules, classes, today)
+    try:
+        valid_month = F.when(F.col("_reason").isNull(), F.trunc("booking_date", "month")).alias("month")
+        counts = checked.groupBy("source_file", "_reason", valid_month).count().collect()
+        # per file: one row per reason and one per month of valid rows
+        per_file, reasons, months = Counter(), Counter(), set()
+        for r in counts:
+            per_file[r["source_file"]] += r["count"]
+            reasons[r["_reason"]] += r["count"]
+            months.add(r["month"])
+        months.discard(None)
+        expected = batch.expected_rows(ctx.spark)   # counted apart from the parser
+        reconcile(batch.batch_id, expected, per_file)
+        valid = reasons.pop(None, 0)
+        quarantined = sum(reasons.values())
+        good, bad = split(checked, batch.source, batch.batch_id, rules, classes, today)
+        if rules.pseudonymise:
+            bad = pseudonymise_raw_rows(bad, list(batch.identifying), pseudonym)
+        inserted = ctx.tables.merge_new("transactions", good, ["source", "month", "txn_id"],
+                                        within={"month": sorted(months)}, partition_by=["month"])
+        ctx.tables.replace_where("quarantine", bad, f"batch_id = '{batch.batch_id}'")
+    finally:
+        checked.unpersist()
     landed = ctx.tables.read("quarantine").where(F.col("batch_id") == batch.batch_id).count()
     if landed != quarantined or inserted > valid:
         raise RuntimeError(f"ingest of batch {batch.batch_id} does not add up: {quarantined} rows to "

@@ -185,6 +185,7 @@ class ModelConfig(_Strict):
 
 class TrainConfig(_Strict):
     launcher: Literal["torch_distributor", "horovod", "single"] = "torch_distributor"
+    loader: Literal["arrow", "petastorm"] = "arrow"   # petastorm: the pinned line only (pyarrow < 15)
     num_processes: int = Field(2, ge=1)
     local_mode: bool = True          # ranks on the driver; false: as Spark tasks on executors
     use_gpu: bool = False            # NCCL and one GPU per rank

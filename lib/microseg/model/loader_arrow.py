@@ -112,34 +112,60 @@ def _read(pieces) -> Iterator[dict[str, np.ndarray]]:
 
 
 def _shuffled(chunks: Iterator[dict], rng: np.random.Generator) -> Iterator[dict]:
-    """Rows in a buffer of ``SHUFFLE_ROWS``: each chunk joins the buffer, which is shuffled,
-    and all but ``SHUFFLE_ROWS`` rows leave; at the end everything leaves."""
-    pool: dict[str, np.ndarray] | None = None
+    """Rows through a buffer of ``SHUFFLE_ROWS``: it fills from the first chunks; then each
+    incoming row takes the place of a row drawn at random, which leaves (rows a chunk brings
+    beyond the buffer's size leave in random order); at the end the buffer empties in random
+    order. Each row is copied in and out once, whatever the buffer's size."""
+    pool: dict[str, np.ndarray] = {}
+    held = 0
     for chunk in chunks:
-        pool = chunk if pool is None else {k: np.concatenate([pool[k], chunk[k]]) for k in pool}
-        order = rng.permutation(len(pool[COLUMNS[0]]))
-        pool = {k: v[order] for k, v in pool.items()}
-        if len(order) > SHUFFLE_ROWS:
-            cut = len(order) - SHUFFLE_ROWS
-            yield {k: v[:cut] for k, v in pool.items()}
-            pool = {k: v[cut:] for k, v in pool.items()}
-    if pool is not None:
-        yield pool
+        if not pool:
+            pool = {k: np.empty((SHUFFLE_ROWS, *v.shape[1:]), v.dtype) for k, v in chunk.items()}
+        fill = min(SHUFFLE_ROWS - held, len(chunk[COLUMNS[0]]))
+        for k, v in chunk.items():
+            pool[k][held:held + fill] = v[:fill]
+        held += fill
+        rest = {k: v[fill:] for k, v in chunk.items()}
+        swap = min(len(rest[COLUMNS[0]]), SHUFFLE_ROWS)
+        if swap == 0:
+            continue
+        slots = rng.choice(SHUFFLE_ROWS, size=swap, replace=False)
+        out = {k: pool[k][slots] for k in pool}
+        for k in pool:
+            pool[k][slots] = rest[k][:swap]
+        beyond = len(rest[COLUMNS[0]]) - swap
+        if beyond:
+            order = swap + rng.permutation(beyond)
+            out = {k: np.concatenate([out[k], rest[k][order]]) for k in out}
+        yield out
+    if held:
+        order = rng.permutation(held)
+        yield {k: v[order] for k, v in pool.items()}
 
 
 def _batches(chunks: Iterator[dict], batch_size: int, steps: int | None = None) -> Iterator[dict]:
     """Cut a stream of row chunks into batches of ``batch_size`` (torch tensors); with
-    ``steps``, exactly that many full batches, else every row (the last batch may be short)."""
-    rest: dict[str, np.ndarray] | None = None
+    ``steps``, exactly that many full batches, else every row (the last batch may be short).
+    Only a batch that spans two chunks is copied; the others are views."""
+    held: dict[str, np.ndarray] | None = None   # fewer than batch_size rows, from earlier chunks
     made = 0
     for chunk in chunks:
-        rest = chunk if rest is None else {k: np.concatenate([rest[k], chunk[k]]) for k in COLUMNS}
-        start, n = 0, len(rest[COLUMNS[0]])
+        start, n = 0, len(chunk[COLUMNS[0]])
+        if held is not None:
+            start = min(batch_size - len(held[COLUMNS[0]]), n)
+            held = {k: np.concatenate([held[k], chunk[k][:start]]) for k in COLUMNS}
+            if len(held[COLUMNS[0]]) < batch_size:
+                continue
+            yield {k: torch.from_numpy(v) for k, v in held.items()}
+            held, made = None, made + 1
+            if made == steps:
+                return
         while n - start >= batch_size:
-            yield {k: torch.from_numpy(v[start:start + batch_size]) for k, v in rest.items()}
+            yield {k: torch.from_numpy(chunk[k][start:start + batch_size]) for k in COLUMNS}
             start, made = start + batch_size, made + 1
             if made == steps:
                 return
-        rest = {k: v[start:] for k, v in rest.items()}
-    if steps is None and rest is not None and len(rest[COLUMNS[0]]):
-        yield {k: torch.from_numpy(v) for k, v in rest.items()}
+        if start < n:
+            held = {k: chunk[k][start:] for k in COLUMNS}
+    if steps is None and held is not None:
+        yield {k: torch.from_numpy(v) for k, v in held.items()}

@@ -9,14 +9,15 @@
 
 # COMMAND ----------
 
-import sys
-from pathlib import Path
+try:   # the installed package: the bundle's tasks install its wheel
+    from microseg import notebook
+except ModuleNotFoundError:   # run from a clone: its lib/ (Databricks sets no __file__)
+    import sys
+    from pathlib import Path
 
-# this checkout's lib/: Databricks runs a notebook in its own folder and sets no __file__
-ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
-sys.path.insert(0, str(ROOT / "lib"))
-
-from microseg import notebook  # noqa: E402
+    ROOT = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+    sys.path.insert(0, str(ROOT / "lib"))
+    from microseg import notebook
 
 # COMMAND ----------
 

@@ -1,17 +1,22 @@
 #!/usr/bin/env bash
-# Create the project's environment once per lock-file hash, outside the clone:
-#   scripts/env.sh ENV_DIR CACHE_DIR
-# - a venv with requirements.lock installed exactly (--no-deps; nothing resolved);
-# - horovod 0.28.1 built from source once (Gloo, no MPI) with the C++17 toolchain fix,
-#   its wheel kept in CACHE_DIR/wheels;
+# Create one of the project's environments once per lock-file hash, outside the clone:
+#   scripts/env.sh ENV_DIR CACHE_DIR [LOCK [HOROVOD]]
+# LOCK: requirements.lock (default, the pinned line) or requirements-dbr.lock (the
+# Databricks Runtime 17.3 LTS ML line); HOROVOD: 1 (default) or 0 (that runtime has none).
+# - a venv with LOCK installed exactly (--no-deps; nothing resolved), and LOCK copied into
+#   it as requirements.lock (tests/test_stack.py checks the installed versions against it);
+# - with HOROVOD=1, horovod 0.28.1 built from source once (Gloo, no MPI) with the C++17
+#   toolchain fix, its wheel kept in CACHE_DIR/wheels;
 # - Delta's jars fetched once into CACHE_DIR/jars/delta-<version> so Spark runs offline.
 # A finished environment carries a .ready stamp; with it, this script returns at once.
 set -euo pipefail
 ENV_DIR=$1
 CACHE_DIR=$2
 HERE=$(cd "$(dirname "$0")/.." && pwd)
+LOCK=$HERE/${3:-requirements.lock}
+HOROVOD=${4:-1}
 PYTHON=${MICROSEG_PYTHON:-python3.11}
-DELTA_VERSION=$(sed -n 's/^delta-spark==//p' "$HERE/requirements.lock")
+DELTA_VERSION=$(sed -n 's/^delta-spark==//p' "$LOCK")
 JARS_DIR="$CACHE_DIR/jars/delta-$DELTA_VERSION"
 
 mkdir -p "$CACHE_DIR"
@@ -27,8 +32,11 @@ if [ ! -f "$ENV_DIR/.ready" ]; then
   echo "env: creating $ENV_DIR (once per lock-file hash)"
   rm -rf "$ENV_DIR"
   "$PYTHON" -m venv "$ENV_DIR"
-  "$ENV_DIR/bin/pip" install --quiet --no-deps --disable-pip-version-check -r "$HERE/requirements.lock"
+  "$ENV_DIR/bin/pip" install --quiet --no-deps --disable-pip-version-check -r "$LOCK"
+  cp "$LOCK" "$ENV_DIR/requirements.lock"
+fi
 
+if [ ! -f "$ENV_DIR/.ready" ] && [ "$HOROVOD" = 1 ]; then
   TORCH=$("$ENV_DIR/bin/python" -c 'import torch; print(torch.__version__.split("+")[0])')
   WHEELS="$CACHE_DIR/wheels/horovod-0.28.1-torch$TORCH-py311"
   if [ -z "$(ls "$WHEELS"/horovod-*.whl 2>/dev/null)" ]; then

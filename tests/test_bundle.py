@@ -159,3 +159,63 @@ def test_the_status_notebook_runs_locally_as_plain_python(spark, tmp_path, monke
     runpy.run_path(str(ROOT / "notebooks" / "14_status.py"), run_name="__main__")
     out = capsys.readouterr().out
     assert "bronze.transactions" in out and "(not written yet)" in out and (tmp_path / "lakehouse").is_dir()
+
+
+def test_deploy_builds_the_wheel_and_every_task_installs_it():
+    artifact = BUNDLE["artifacts"]["microseg"]
+    assert artifact["type"] == "whl" and artifact["path"] == "." and "--wheel-dir dist" in artifact["build"]
+    for job in jobs("prod").values():
+        for task in job["tasks"]:
+            assert task["libraries"] == [{"whl": "./dist/*.whl"}], task["task_key"]   # and nothing else
+
+
+def _locked(lock: str) -> dict[str, str]:
+    pins = (line.split("==") for line in (ROOT / lock).read_text().splitlines() if "==" in line)
+    return {name.lower().replace("_", "-"): version for name, version in pins if not name.startswith("#")}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    """The wheel the bundle's build command makes (without build isolation: offline)."""
+    import subprocess
+    import sys
+
+    out = tmp_path_factory.mktemp("dist")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+                    "--disable-pip-version-check", "--wheel-dir", str(out), str(ROOT)], check=True)
+    return next(out.glob("microseg-*.whl"))
+
+
+def test_the_wheel_holds_the_package_and_requires_what_the_runtime_has(wheel):
+    """Installed on Databricks Runtime 17.3 LTS ML (its versions: requirements-dbr.lock) the
+    wheel changes none of the runtime's libraries and brings no pyspark to shadow its own."""
+    import zipfile
+    from email.parser import Parser
+
+    from packaging.requirements import Requirement
+
+    names = zipfile.ZipFile(wheel).namelist()
+    modules = {str(p.relative_to(ROOT / "lib")) for p in (ROOT / "lib" / "microseg").rglob("*.py")}
+    assert modules <= set(names), modules - set(names)
+    meta = Parser().parsestr(zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith("METADATA"))).decode())
+    required = [Requirement(r) for r in meta.get_all("Requires-Dist") if "extra ==" not in r]
+    assert not {r.name for r in required} & {"pyspark", "delta-spark", "petastorm", "horovod"}
+    for lock in ("requirements.lock", "requirements-dbr.lock"):
+        versions = _locked(lock)
+        for req in required:
+            name = req.name.lower().replace("_", "-")
+            assert name in versions and req.specifier.contains(versions[name]), (lock, str(req))
+
+
+def test_a_notebook_run_from_a_clone_imports_its_lib():
+    """Without the wheel installed, a notebook's first cell falls back to the clone's lib/
+    (run as Databricks runs it: in the notebook's folder, with no ``__file__``)."""
+    import os
+    import subprocess
+    import sys
+
+    first_cell = (ROOT / "notebooks" / "14_status.py").read_text().split("# COMMAND ----------")[1]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    out = subprocess.run([sys.executable, "-c", first_cell + "\nprint(notebook.__file__)"], cwd=ROOT / "notebooks",
+                         env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == str(ROOT / "lib" / "microseg" / "notebook.py")

@@ -111,20 +111,20 @@ def test_progress_reports_running_spark_stages(spark):
 def test_promote_moves_the_alias_and_refuses_unknown_versions(tmp_path):
     options = ["--set", f"tables.root={tmp_path}"]
     result = runner.invoke(app, ["promote", "--version", "1", *options])
-    assert result.exit_code == 2 and "model microseg-encoder has no version 1" in result.output
+    assert result.exit_code == 2 and "model microseg_encoder has no version 1" in result.output
     client = MlflowClient()   # promote pointed MLflow at this lakehouse's store
-    client.create_registered_model("microseg-encoder")
+    client.create_registered_model("microseg_encoder")
     for _ in range(2):
-        client.create_model_version("microseg-encoder", source=str(tmp_path))
+        client.create_model_version("microseg_encoder", source=str(tmp_path))
     result = runner.invoke(app, ["promote", "--version", "1", *options])
     assert result.exit_code == 0 and "champion none -> 1" in result.output
     result = runner.invoke(app, ["promote", "--version", "2", *options])
     assert result.exit_code == 0 and "champion 1 -> 2" in result.output
-    assert str(client.get_model_version_by_alias("microseg-encoder", "champion").version) == "2"
+    assert str(client.get_model_version_by_alias("microseg_encoder", "champion").version) == "2"
 
 
 def test_status_on_an_empty_lakehouse(spark, tmp_path):
     result = runner.invoke(app, ["status", "--set", f"tables.root={tmp_path}"])
     assert result.exit_code == 0, result.output
     assert "bronze.transactions" in result.output and "(not written yet)" in result.output
-    assert "microseg-encoder: not registered yet" in result.output
+    assert "microseg_encoder: not registered yet" in result.output

@@ -99,3 +99,18 @@ def test_relative_data_paths_are_taken_from_the_working_directory(tmp_path, monk
     assert cfg.data_path("{root}/landing") == str(tmp_path / "lake" / "landing")
     assert cfg.data_path("s3a://bank/exports") == "s3a://bank/exports"
     assert cfg.data_path("/data/x") == "/data/x"
+
+
+def test_registered_model_names_are_ones_unity_catalog_accepts():
+    assert load_config("local").mlflow.registered_model == "microseg_encoder"
+    assert load_config("local", overrides={"mlflow.registered_model": "dev.ms.enc_1"}).mlflow.registered_model
+    for bad in ("microseg-encoder", "a.b.c.d", "my model"):
+        with pytest.raises(ConfigError, match=r"mlflow\.registered_model.*Unity Catalog accepts no '-'"):
+            load_config("local", overrides={"mlflow.registered_model": bad})
+
+
+def test_the_loader_is_arrow_unless_set():
+    assert load_config("local").train.loader == "arrow"
+    assert load_config("local", overrides={"train.loader": "petastorm"}).train.loader == "petastorm"
+    with pytest.raises(ConfigError, match=r"train\.loader"):
+        load_config("local", overrides={"train.loader": "tfrecord"})

@@ -1,5 +1,6 @@
 """The whole flow on a few hundred customers, run twice: tables, MLflow, segments."""
 
+import importlib.util
 import json
 from pathlib import Path
 
@@ -95,6 +96,7 @@ def test_mlflow_records_the_run_and_registry(runs):
     assert client.get_experiment(run.info.experiment_id).name == ctx.cfg.mlflow.experiment
     assert run.info.artifact_uri.startswith(ctx.tables.root.as_uri())     # inside the lakehouse
     assert run.data.params["model.hidden"] == "8"
+    assert run.data.params["train.loader"] == "arrow"
     assert run.data.params["taxonomy.version"] == ctx.taxonomy.version
     parts = objectives.resolve(ctx.cfg.model.objective)
     assert "val_loss" in run.data.metrics
@@ -141,13 +143,16 @@ def test_summary_reports_segments(runs, capsys):
 
 
 def test_training_with_another_objective_registers_but_does_not_compare(runs, caplog):
+    """With Petastorm where it is installed: the train stage with the other loader."""
     ctx = runs[0]
-    other = pipeline.Context(ctx.cfg.with_overrides(**{"model.objective": "account"}), ctx.spark, ctx.tables,
-                             ctx.taxonomy)
+    loader = "arrow" if importlib.util.find_spec("petastorm") is None else "petastorm"
+    other = pipeline.Context(ctx.cfg.with_overrides(**{"model.objective": "account", "train.loader": loader}),
+                             ctx.spark, ctx.tables, ctx.taxonomy)
     with caplog.at_level("WARNING", logger="microseg"):
         out = pipeline.run_stage("train", other)
     tracking.setup(ctx.cfg)
     data = MlflowClient().get_run(out["run_id"]).data
+    assert data.params["train.loader"] == loader
     assert out["promotion"] == "refused" and out["promoted"] is False and out["model_version"] == 3
     assert data.tags["promotion.outcome"] == "refused"
     assert "promotion.challenger_val_loss" not in data.metrics                      # not scored
@@ -157,7 +162,7 @@ def test_training_with_another_objective_registers_but_does_not_compare(runs, ca
     assert tracking.alias_version(out["model"], ctx.cfg.mlflow.alias) == "1"
     with pytest.raises(IncompatibleModel) as err:
         pipeline.run_stage("embed", other)         # the champion was not trained for this objective
-    assert (f"objective: model microseg-encoder version 1 has {champion!r}, gold.sequences version "
+    assert (f"objective: model microseg_encoder version 1 has {champion!r}, gold.sequences version "
             f"{ctx.tables.version('sequences')} has {{'account': 1.0}}") in str(err.value)
 
 
@@ -243,7 +248,7 @@ def test_raw_traits_and_feedforward_features_segment_into_their_own_tables(runs,
     if variant == "traits":
         assert version == f"traits@{run.taxonomy.version}"
     else:
-        assert out["train"]["model"] == "microseg-encoder_feedforward" and version == "1"
+        assert out["train"]["model"] == "microseg_encoder_feedforward" and version == "1"
         emb = run.tables.read("embeddings@feedforward").head()
         assert len(emb.embedding) == run.cfg.model.hidden
     assert run.tables.read(f"segment_centroids@{variant}").count() == out["segment"]["k"] + out["segment"]["coarse_k"]

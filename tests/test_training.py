@@ -1,5 +1,8 @@
-"""Training through Petastorm on one process, TorchDistributor (2 ranks, DDP/gloo) and
-Horovod (2 ranks, horovod.spark.run): learning, rank agreement, resume, failing ranks."""
+"""Training with each loader (arrow; petastorm where installed) on one process,
+TorchDistributor (2 ranks, DDP/gloo) and Horovod (2 ranks, horovod.spark.run, where
+installed): learning, rank agreement, resume, failing ranks."""
+
+import importlib.util
 
 import numpy as np
 import pytest
@@ -7,29 +10,35 @@ import pytest
 from microseg.config import TrainConfig
 from microseg.model import data
 from microseg.model.launch import TrainingFailed, run_training
+from microseg.model.loaders import training_data
 from microseg.model.train import FAULT_ENV, TrainJob
 
 T, F, N = 4, 3, 512
+PETASTORM = pytest.param("petastorm", marks=pytest.mark.skipif(
+    importlib.util.find_spec("petastorm") is None, reason="petastorm is not installed (the Databricks runtime line)"))
+ARROW_ONLY = pytest.mark.parametrize("datasets", ["arrow"], indirect=True)
 
 
 @pytest.fixture(scope="module")
-def converters(spark, tmp_path_factory):
+def frame(spark):
     """A learnable task: each month's 5 trait scores are a fixed linear map of its features."""
     rng = np.random.default_rng(1)
     x = rng.normal(size=(N, T, F)).astype("float32")
     y = (x @ rng.normal(size=(F, 5)) / 2).astype("float32")
     rows = [(f"C{i}", x[i].ravel().tolist(), y[i].ravel().tolist(), [1.0] * T) for i in range(N)]
-    df = spark.createDataFrame(rows, "customer_id string, features array<float>, traits array<float>, "
-                                     "trait_mask array<float>")
-    cache = tmp_path_factory.mktemp("petastorm")
-    train, val = data.make_converter(df, cache, 4), data.make_converter(df.limit(128), cache, 2)
-    yield train, val
-    train.delete()
-    val.delete()
+    return spark.createDataFrame(rows, "customer_id string, features array<float>, traits array<float>, "
+                                       "trait_mask array<float>")
 
 
-def _job(converters, world=1, kind="lstm", **kw):
-    train, val = converters
+@pytest.fixture(scope="module", params=["arrow", PETASTORM])
+def datasets(request, frame, tmp_path_factory):
+    cache = tmp_path_factory.mktemp(request.param)
+    with training_data(request.param, frame, frame.orderBy("customer_id").limit(128), cache, "t", 1, 4) as pair:
+        yield pair
+
+
+def _job(datasets, world=1, kind="lstm", **kw):
+    train, val = datasets
     spec = {"kind": kind, "n_features": F, "hidden": 16, "months": T,
             "objective": "current" if kind == "lstm" else "window_traits"}
     batch = 64 // world                         # the same global batch whatever the world size
@@ -41,8 +50,8 @@ def _job(converters, world=1, kind="lstm", **kw):
 
 
 @pytest.fixture(scope="module")
-def single(converters):
-    return run_training(_job(converters), TrainConfig(launcher="single"))
+def single(datasets):
+    return run_training(_job(datasets), TrainConfig(launcher="single"))
 
 
 def _learned(result):
@@ -50,16 +59,15 @@ def _learned(result):
     return losses[-1] < 0.5 * losses[0] and result.final["val_loss"] < result.history[0]["val_loss"]
 
 
-def test_single_process_learns_and_is_reproducible(converters, single):
+def test_single_process_learns_and_is_reproducible(datasets, single):
     assert _learned(single)
     assert single.rows_seen == 4 * N
-    again = run_training(_job(converters), TrainConfig(launcher="single"))
+    again = run_training(_job(datasets), TrainConfig(launcher="single"))
     assert again.state_dict == single.state_dict
 
 
-@pytest.mark.parametrize("launcher", ["torch_distributor", "horovod"])
-def test_two_ranks_learn_agree_and_match_single_process(converters, single, launcher):
-    result = run_training(_job(converters, world=2), TrainConfig(launcher=launcher, num_processes=2))
+def _two_ranks_learn_agree_and_match(datasets, single, launcher):
+    result = run_training(_job(datasets, world=2), TrainConfig(launcher=launcher, num_processes=2))
     assert _learned(result)
     assert len(result.rank_digests) == 2 and len(set(result.rank_digests)) == 1   # same parameters
     assert result.rows_seen >= 4 * N                                               # both shards read
@@ -67,14 +75,26 @@ def test_two_ranks_learn_agree_and_match_single_process(converters, single, laun
     assert abs(loss - single_loss) / single_loss < 0.35, (loss, single_loss)
 
 
-def test_feedforward_trains_too(converters):
-    result = run_training(_job(converters, kind="feedforward"), TrainConfig(launcher="single"))
+def test_two_ranks_under_torch_distributor_learn_agree_and_match_single_process(datasets, single):
+    _two_ranks_learn_agree_and_match(datasets, single, "torch_distributor")
+
+
+@ARROW_ONLY
+def test_two_horovod_ranks_learn_agree_and_match_single_process(datasets, single):
+    pytest.importorskip("horovod", reason="horovod is not installed (the Databricks runtime line ships none)")
+    _two_ranks_learn_agree_and_match(datasets, single, "horovod")
+
+
+@ARROW_ONLY
+def test_feedforward_trains_too(datasets):
+    result = run_training(_job(datasets, kind="feedforward"), TrainConfig(launcher="single"))
     assert _learned(result)
 
 
-def test_killed_run_resumes_from_its_checkpoint_to_the_same_model(converters, tmp_path, monkeypatch):
-    uninterrupted = run_training(_job(converters, checkpoint_dir=str(tmp_path / "a")), TrainConfig(launcher="single"))
-    job = _job(converters, checkpoint_dir=str(tmp_path / "b"))
+@ARROW_ONLY
+def test_killed_run_resumes_from_its_checkpoint_to_the_same_model(datasets, tmp_path, monkeypatch):
+    uninterrupted = run_training(_job(datasets, checkpoint_dir=str(tmp_path / "a")), TrainConfig(launcher="single"))
+    job = _job(datasets, checkpoint_dir=str(tmp_path / "b"))
     monkeypatch.setenv(FAULT_ENV, f"0:{2 * job.steps + 1}")          # dies in epoch 3
     with pytest.raises(RuntimeError, match="injected fault"):
         run_training(job, TrainConfig(launcher="single"))
@@ -86,11 +106,12 @@ def test_killed_run_resumes_from_its_checkpoint_to_the_same_model(converters, tm
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in uninterrupted.history]
 
 
-def test_a_failing_rank_fails_the_job_fast(converters, monkeypatch):
+@ARROW_ONLY
+def test_a_failing_rank_fails_the_job_fast(datasets, monkeypatch):
     import time
 
     monkeypatch.setenv(FAULT_ENV, "1:2")
     start = time.perf_counter()
     with pytest.raises(TrainingFailed, match="torch_distributor training with 2 processes failed"):
-        run_training(_job(converters, world=2), TrainConfig(launcher="torch_distributor", num_processes=2))
+        run_training(_job(datasets, world=2), TrainConfig(launcher="torch_distributor", num_processes=2))
     assert time.perf_counter() - start < 90        # no hang until gloo's timeout

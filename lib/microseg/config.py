@@ -185,6 +185,7 @@ class ModelConfig(_Strict):
 
 class TrainConfig(_Strict):
     launcher: Literal["torch_distributor", "horovod", "single"] = "torch_distributor"
+    loader: Literal["arrow", "petastorm"] = "arrow"   # petastorm: the pinned line only (pyarrow < 15)
     num_processes: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"   # auto: from the cores or GPUs
     local_mode: bool = True          # ranks on the driver; false: as Spark tasks on executors
     use_gpu: bool = False            # NCCL and one GPU per rank
@@ -225,8 +226,19 @@ class MlflowConfig(_Strict):
     tracking_uri: TrackingUri | None = None
     registry_uri: str | None = None       # null: the tracking store ("databricks-uc" for Unity Catalog)
     experiment: str = "microseg"
-    registered_model: str = "microseg-encoder"
+    registered_model: str = "microseg_encoder"   # [catalog.schema.]name: letters, digits, _ (Unity Catalog's rule)
     alias: str = "champion"
+
+    @field_validator("registered_model")
+    @classmethod
+    def _uc_name(cls, name: str) -> str:
+        """The same rule in both registries, so a name that works locally works in Unity
+        Catalog (which also gives every other kind its ``_<kind>`` suffix)."""
+        parts = name.split(".")
+        if len(parts) > 3 or not all(re.fullmatch(r"[A-Za-z0-9_]+", p) for p in parts):
+            raise ValueError(f"{name!r}: use up to three dot-separated parts of letters, digits and _ "
+                             "(Unity Catalog accepts no '-' or spaces), e.g. microseg_encoder")
+        return name
 
 
 class KnownSegmentsConfig(_Strict):

@@ -28,7 +28,7 @@ FAULT_ENV = "MICROSEG_FAULT"   # "rank:step" raises there (fault-injection for t
 
 @dataclass(frozen=True)
 class TrainJob:
-    """Everything a rank needs; small and picklable (the data travels as Petastorm handles)."""
+    """Everything a rank needs; small and picklable (the data travels as loader handles: ``model.loaders``)."""
 
     train_data: Any
     val_data: Any | None
@@ -161,8 +161,8 @@ def train(job: TrainJob, comm=None) -> TrainResult:
         torch.manual_seed(job.seed * 1_000 + epoch)   # dropout etc.: the same whether resumed or not
         net.train()
         loss_sum, rows = 0.0, 0
-        batches = data.training_batches(job.train_data, job.batch_size, job.steps, job.seed + epoch,
-                                        comm.rank, comm.world)
+        batches = job.train_data.training_batches(job.batch_size, job.steps, job.seed + epoch,
+                                                  comm.rank, comm.world)
         for step, batch in enumerate(batches):
             _maybe_fault(comm.rank, (epoch - 1) * job.steps + step)
             loss, _ = objectives.loss(model, data.to_batch(batch, job.months), net)
@@ -179,7 +179,7 @@ def train(job: TrainJob, comm=None) -> TrainResult:
         row = {"epoch": epoch, "train_loss": comm.sum(loss_sum) / (job.steps * comm.world),
                "learning_rate": opt.param_groups[0]["lr"]}
         if comm.rank == 0 and job.val_data is not None:
-            row.update(evaluate(model, data.all_batches(job.val_data, job.batch_size), job.months))
+            row.update(evaluate(model, job.val_data.all_batches(job.batch_size), job.months))
         row = comm.broadcast_object(row)
         val = row.get("val_loss", row["train_loss"])
         if val < best_loss:

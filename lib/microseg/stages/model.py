@@ -54,6 +54,7 @@ def train_stage(ctx: Context) -> dict:
 
     from microseg.model import data
     from microseg.model.launch import ranks, run_training
+    from microseg.model.loaders import training_data
     from microseg.model.train import TrainJob
 
     cfg, mcfg = ctx.cfg, ctx.cfg.model
@@ -69,22 +70,21 @@ def train_stage(ctx: Context) -> dict:
     require_learnable(ctx, train_df, scaling[0], record)
     world = 1 if cfg.train.launcher == "single" else ranks(cfg.train, ctx.spark)
     steps = mcfg.steps_per_epoch or data.steps_per_epoch(n_train, mcfg.batch_size, world)
-    cache = ctx.work_dir / "petastorm"
     parts = max(cfg.spark.shuffle_partitions, world)
-    train_conv = data.make_converter(train_df, cache, parts)
-    val_conv = data.make_converter(seqs.where(F.col("split") == "validation"), cache, parts)
     spec = encoder_spec(mcfg, len(scaling[0]), cfg.sequences.window_months)
     run_key = hashlib.sha256(json.dumps([mcfg.model_dump(), world, seq_version, cfg.seed]).encode()
                              ).hexdigest()[:16]
     checkpoints = Path(cfg.data_path(cfg.train.checkpoint_dir)) / run_key
 
     tracking.setup(cfg)
-    with mlflow.start_run(run_name=f"train-{mcfg.kind}-{cfg.train.launcher}") as run:
+    with (training_data(cfg.train.loader, train_df, seqs.where(F.col("split") == "validation"),
+                        ctx.work_dir, "sequences", seq_version, parts) as (train_data, val_data),
+          mlflow.start_run(run_name=f"train-{mcfg.kind}-{cfg.train.launcher}") as run):
         tracking.log_run_context(cfg, ctx.tables.versions(["sequences", "feature_stats"]))
         mlflow.log_params({"train.rows": n_train, "train.steps_per_epoch": steps, "train.world": world,
-                           "taxonomy.version": record["taxonomy_version"]})
+                           "train.loader": cfg.train.loader, "taxonomy.version": record["taxonomy_version"]})
         job = TrainJob(
-            train_data=train_conv, val_data=val_conv, spec=spec,
+            train_data=train_data, val_data=val_data, spec=spec,
             scaling=scaling, months=months,
             epochs=mcfg.epochs, batch_size=mcfg.batch_size, learning_rate=mcfg.learning_rate,
             steps=steps, seed=cfg.seed, lr_step_epochs=mcfg.lr_step_epochs, lr_gamma=mcfg.lr_gamma,
@@ -99,11 +99,9 @@ def train_stage(ctx: Context) -> dict:
         example = [0.0] * (months * len(scaling[0]))
         name = registered_name(cfg)
         version = tracking.log_encoder(result.state_dict, model_spec, example, name)
-        validation = scorer(lambda: data.all_batches(val_conv, mcfg.batch_size), months)
+        validation = scorer(lambda: val_data.all_batches(mcfg.batch_size), months)
         promotion = tracking.promote_if_better(name, cfg.mlflow.alias, version, validation)
         tracking.record_promotion(name, version, promotion)
-    train_conv.delete()
-    val_conv.delete()
     shutil.rmtree(checkpoints, ignore_errors=True)   # finished: a new run trains afresh
     best = {k: round(v, 5) for k, v in result.best.items() if k not in ("epoch", "learning_rate")}
     return {"run_id": run.info.run_id, "model": name, "model_version": version,

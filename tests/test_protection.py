@@ -110,8 +110,8 @@ def test_no_query_plan_of_the_ingest_holds_the_key(spark, cfg, tmp_path, monkeyp
                                              "C2,t2,2024-01-05,-1,EUR,mystery,1"]) + "\n")
     written = []   # every DataFrame the ingest hands to a table write
     for method in ("merge_new", "replace_where"):
-        monkeypatch.setattr(Tables, method, lambda self, key, df, *a, _write=getattr(Tables, method):
-                            written.append(df) or _write(self, key, df, *a))
+        monkeypatch.setattr(Tables, method, lambda self, key, df, *a, _write=getattr(Tables, method), **kw:
+                            written.append(df) or _write(self, key, df, *a, **kw))
     store = spark._jsparkSession.sharedState().statusStore()   # what the Spark UI's SQL tab shows
     before = set(_executions(store))
     spark.conf.set("spark.sql.ui.explainMode", "extended")      # parsed, analysed, optimised, physical

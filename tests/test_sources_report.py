@@ -80,11 +80,11 @@ def test_summary_prints_that_liquidity_was_not_computed(ctx, capsys):
 def test_claims_say_what_was_not_evaluated_and_why():
     missing = _not_evaluated("none", 0, 300, NO_BALANCES)
     assert missing == {"structure": truth.NONE, "liquidity": NO_BALANCES}
-    claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45), paired_rows(-0.01, 0.01),
+    claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45, 0.5), paired_rows(-0.01, 0.01),
                           "1 shape", missing)
-    assert claims["held"].iloc[:5].isna().all()
-    assert (claims["evidence"].iloc[:5] == f"not evaluated: {truth.NONE}").all()
-    assert claims["held"].iloc[5] is True                               # degeneracy needs no known segments
+    assert claims["held"].iloc[:6].isna().all()
+    assert (claims["evidence"].iloc[:6] == f"not evaluated: {truth.NONE}").all()
+    assert claims["held"].iloc[6] is True                               # degeneracy needs no known segments
     liquidity = claims[claims["claim"].str.contains("liquidity")]
     assert liquidity["evidence"].tolist() == ["not evaluated: no balances in the source"]
     assert claims[claims["claim"].str.contains("bespoke GBM on default")]["held"].tolist() == [True]

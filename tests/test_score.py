@@ -87,8 +87,28 @@ def test_fit_recovers_planted_coarse_and_micro_segments(spark, cfg):
     assert adjusted_rand_score(coarse, [c for c, _, _ in order]) >= 0.9
     assert adjusted_rand_score(micro, [m for _, m, _ in order]) >= 0.9
     assert all(seg.parent[m] == c for c, m, _ in order)          # each micro id lies in its coarse segment
-    for c, k in seg.micro_k.items():                              # the chosen k has the best silhouette
-        assert seg.micro_curves[c][k] == max(seg.micro_curves[c].values()) > 0.25
+    for c, k in seg.micro_k.items():                              # the default criterion: the lowest BIC
+        assert seg.micro_bic[c][k] == min(seg.micro_bic[c].values()) and seg.micro_curves[c][k] > 0.25
+
+
+def test_bic_finds_the_micro_segments_that_silhouette_merges(spark, cfg):
+    """Six Gaussian micro-segments in two groups of three (groups 10 apart, members 3.5 from
+    the group's middle): silhouette picks the two groups; BIC, the default, the six."""
+    from sklearn.metrics import adjusted_rand_score
+
+    rng = np.random.default_rng(0)
+    centers = [np.eye(6)[0] * 10 * g + np.eye(6)[1 + j] * 3.5 for g in range(2) for j in range(3)]
+    points = np.vstack([c + rng.normal(size=(60, 6)) for c in centers])
+    planted = np.repeat(np.arange(6), 60)
+    df = _frame(spark, points)
+    got = {}
+    for criterion in ("silhouette", "bic"):
+        seg = segment.fit(df, _seg_cfg(cfg, coarse_k=1, micro_k_grid=list(range(2, 9)),
+                                       micro_k_criterion=criterion), 1)
+        labels = _labels(segment.assign(df, seg))
+        got[criterion] = (len(seg.micro), adjusted_rand_score(planted, [labels[f"C{i}"][1] for i in range(360)]))
+    assert got["silhouette"][0] == 2 and got["bic"][0] == 6, got
+    assert got["bic"][1] >= 0.9 > got["silhouette"][1], got
 
 
 def test_stored_centroids_reproduce_the_fitted_segments(spark, cfg):

@@ -204,6 +204,7 @@ class SegmentConfig(_Strict):
     coarse_k_grid: list[int] = [2, 3, 4, 5, 6, 7, 8]
     k: int | None = Field(None, ge=1)                # micro-segments per coarse segment; null: from micro_k_grid
     micro_k_grid: list[int] = [2, 3, 4, 5, 6, 7, 8]
+    micro_k_criterion: Literal["bic", "silhouette"] = "bic"  # which eligible k of micro_k_grid is chosen
     micro_min_silhouette: float = Field(0.05, ge=-1, le=1)   # below it for every k: one micro-segment
     min_size: int | None = Field(None, ge=1)         # null: 0.2% of the customers, at least 5
     max_share: float = Field(0.8, gt=0, le=1)        # one segment above this share: degenerate

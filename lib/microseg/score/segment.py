@@ -11,9 +11,11 @@ counts and assigns every customer.
   ``segment.min_size`` customers;
 - micro: every customer goes to its nearest coarse centroid; each coarse segment's members
   are sampled again (up to ``sample_rows``) and clustered on their own: k = ``segment.k``,
-  or the k of ``segment.micro_k_grid`` with the best silhouette within the coarse segment
-  among those that reach ``segment.micro_min_silhouette`` and ``min_size``; k = 1 (the
-  coarse segment is one micro-segment) when none does;
+  or, among the k of ``segment.micro_k_grid`` that reach ``segment.micro_min_silhouette``
+  and ``min_size`` within the coarse segment, the one with the lowest BIC of a Gaussian
+  mixture with diagonal covariances (``micro_k_criterion: bic``; silhouette prefers the
+  coarsest split of weakly separated micro-segments) or the best silhouette
+  (``silhouette``); k = 1 (the coarse segment is one micro-segment) when none reaches them;
 - ``assign``: nearest coarse centroid, then the nearest micro centroid of that coarse
   segment, for any customer, new or old, without refitting; the fitted labels are this
   assignment too, so re-assigning from the stored centroids gives the same segments;
@@ -38,6 +40,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql.functions import pandas_udf
 from sklearn.cluster import BisectingKMeans, KMeans
+from sklearn.mixture import GaussianMixture
 
 from microseg.config import SegmentConfig
 
@@ -53,6 +56,7 @@ class Segmentation:
     parent: np.ndarray                     # coarse segment of each micro centroid
     coarse_curve: dict[int, float] = field(default_factory=dict)              # k -> silhouette
     micro_curves: dict[int, dict[int, float]] = field(default_factory=dict)   # coarse -> k -> silhouette
+    micro_bic: dict[int, dict[int, float]] = field(default_factory=dict)      # coarse -> k -> BIC (criterion bic)
     messages: list[str] = field(default_factory=list)
     one_point: str | None = None           # why all customers are one segment: too few distinct vectors
 
@@ -96,21 +100,27 @@ def _silhouette(x: np.ndarray, labels: np.ndarray, k: int) -> float:
     return float(np.where((own > 1) & (top > 0), (b - a) / np.where(top > 0, top, 1.0), 0.0).mean())
 
 
+def _bic(x: np.ndarray, k: int, seed: int) -> float:
+    """BIC of a k-component Gaussian mixture with diagonal covariances fitted to ``x``."""
+    return float(GaussianMixture(k, covariance_type="diag", random_state=seed).fit(x).bic(x))
+
+
 def _level(x: np.ndarray, cfg: SegmentConfig, seed: int, name: str, population: int, fixed: int | None,
-           grid: list[int], min_size: int, floor: float | None
-           ) -> tuple[int, np.ndarray | None, dict, list[str], str | None]:
-    """(k, its k x d centroids or None for k = 1, silhouette by k, messages, the message when
-    the sample holds fewer than 2 distinct vectors) for one level on the sampled vectors
-    ``x`` of ``population`` customers. A fixed k skips the rules."""
+           grid: list[int], min_size: int, floor: float | None, criterion: str = "silhouette"
+           ) -> tuple[int, np.ndarray | None, dict, dict, list[str], str | None]:
+    """(k, its k x d centroids or None for k = 1, silhouette by k, BIC by eligible k
+    (criterion bic), messages, the message when the sample holds fewer than 2 distinct
+    vectors) for one level on the sampled vectors ``x`` of ``population`` customers. A
+    fixed k skips the rules."""
     if fixed == 1:
-        return 1, None, {}, [], None
+        return 1, None, {}, {}, [], None
     if fixed:
-        grid, min_size, floor = [fixed], 0, None
+        grid, min_size, floor, criterion = [fixed], 0, None, "silhouette"
     n = len(x)
     distinct = len(np.unique(np.round(x, 9), axis=0)) if n else 0
     if distinct < 2:
         note = f"{name}: {n} sampled vectors, {distinct} distinct: one segment"
-        return 1, None, {}, [note], note
+        return 1, None, {}, {}, [note], note
     notes = [f"{name}: only {distinct} distinct vectors: k > {distinct} not tried"] if distinct < max(grid) else []
     if fixed and fixed > distinct:
         grid = [distinct]      # a fixed k above the distinct vectors: as many segments as there are
@@ -135,9 +145,10 @@ def _level(x: np.ndarray, cfg: SegmentConfig, seed: int, name: str, population: 
     if not eligible:
         rule = "" if floor is None else f"silhouette >= {floor} and "
         notes.append(f"{name}: no k of {grid} gives {rule}segments of >= {min_size} customers: one segment")
-        return 1, None, curve, notes, None
-    k = max(eligible, key=lambda k: (curve[k], -k))
-    return k, eligible[k], curve, notes, None
+        return 1, None, curve, {}, notes, None
+    bic = {k: _bic(x, k, seed) for k in eligible} if criterion == "bic" and len(eligible) > 1 else {}
+    k = min(bic, key=lambda k: (bic[k], k)) if bic else max(eligible, key=lambda k: (curve[k], -k))
+    return k, eligible[k], curve, bic, notes, None
 
 
 def _sq_distances(x: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -167,8 +178,8 @@ def fit(vectors: DataFrame, cfg: SegmentConfig, seed: int) -> Segmentation:
     total = vectors.count()
     min_size = cfg.min_size_for(total)
     sample, _ = _collect(vectors.sample(fraction=min(1.0, cfg.sample_rows / max(total, 1)), seed=seed))
-    kc, coarse, coarse_curve, messages, one_point = _level(sample, cfg, seed, "coarse", total, cfg.coarse_k,
-                                                           cfg.coarse_k_grid, min_size, None)
+    kc, coarse, coarse_curve, _, messages, one_point = _level(sample, cfg, seed, "coarse", total, cfg.coarse_k,
+                                                              cfg.coarse_k_grid, min_size, None)
     if coarse is None:
         coarse = sample.mean(0, keepdims=True)
 
@@ -177,15 +188,16 @@ def fit(vectors: DataFrame, cfg: SegmentConfig, seed: int) -> Segmentation:
     counts = {r["_coarse"]: r["count"] for r in labelled.groupBy("_coarse").count().collect()}   # kc rows
     fractions = {c: min(1.0, cfg.sample_rows / n) for c, n in counts.items()}
     members, member_of = _collect(labelled.sampleBy("_coarse", fractions, seed), "_coarse")
-    micro, parent, curves = [], [], {}
+    micro, parent, curves, bics = [], [], {}, {}
     for c in ids:
-        k, centers, curves[int(c)], notes, _ = _level(members[member_of == c], cfg, seed, f"coarse {c}",
-                                                      counts.get(c, 0), cfg.k, cfg.micro_k_grid, min_size,
-                                                      cfg.micro_min_silhouette)
+        k, centers, curves[int(c)], bics[int(c)], notes, _ = _level(
+            members[member_of == c], cfg, seed, f"coarse {c}", counts.get(c, 0), cfg.k, cfg.micro_k_grid,
+            min_size, cfg.micro_min_silhouette, cfg.micro_k_criterion)
         micro.append(coarse[c:c + 1] if centers is None else centers)
         parent += [int(c)] * (1 if centers is None else k)
         messages += notes
-    return Segmentation(coarse, np.concatenate(micro), np.array(parent), coarse_curve, curves, messages, one_point)
+    return Segmentation(coarse, np.concatenate(micro), np.array(parent), coarse_curve, curves, bics, messages,
+                        one_point)
 
 
 def centroid_table(spark: SparkSession, seg: Segmentation, model_version: str) -> DataFrame:

@@ -67,8 +67,12 @@ def segment_stage(ctx: Context) -> dict:
         mlflow.log_dict({str(k): v for k, v in seg.coarse_curve.items()}, "silhouette_by_coarse_k.json")
         mlflow.log_dict({str(c): {str(k): v for k, v in curve.items()} for c, curve in seg.micro_curves.items()},
                         "silhouette_by_micro_k.json")
+        for c, curve in seg.micro_bic.items():
+            for k, bic in curve.items():
+                mlflow.log_metric(f"bic_micro_c{c}", bic, step=k)
         mlflow.log_params({"segment.coarse_k_chosen": len(seg.coarse), "segment.k_chosen": len(seg.micro),
-                           "segment.micro_k_chosen": seg.micro_k})
+                           "segment.micro_k_chosen": seg.micro_k,
+                           "segment.micro_k_criterion": cfg.segment.micro_k_criterion})
         mlflow.log_dict({"model_version": version, "coarse": seg.coarse.tolist(), "micro": seg.micro.tolist(),
                          "coarse_segment": seg.parent.tolist(), "messages": seg.messages}, "centroids.json")
         if model_name:

@@ -47,7 +47,7 @@ SECTIONS = (
      "is held only when the numbers clear the margin stated beside it."),
     ("Granularity across variants",
      "One row per feature variant as the pipeline segmented it (coarse segments by silhouette, "
-     "micro-segments inside each). Silhouette: higher is better separated; Davies-Bouldin: lower is "
+     "micro-segments inside each by segment.micro_k_criterion: the lowest BIC by default). Silhouette: higher is better separated; Davies-Bouldin: lower is "
      "better; trait var within: share of trait variance left within segments; degenerate: a segment "
      "over the max share of customers or under the minimum size, whatever its silhouette. ARI: "
      "adjusted Rand index against the known segments (the generator's planted ones, or your own "

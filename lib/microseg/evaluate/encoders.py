@@ -62,8 +62,9 @@ def planted_scores(vectors: np.ndarray, customers: pd.DataFrame, seed: int) -> d
 def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling,
             spec: dict, objective_names: list[str], epochs: int, batch_size: int, learning_rate: float,
             seeds: list[int]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
-    """Rows (variant, kind, seed, measure, value) for every objective x seed and every
-    reference, and each variant's vectors of the first seed (for the downstream tasks).
+    """Rows (variant, kind, seed, measure, value) for every objective and every reference
+    x seed (a reference's seed is its KMeans seed), and each variant's vectors of the first
+    seed (for the downstream tasks).
     ``customers`` has ``split`` and, on generated data, the planted columns; encoders see
     the train split only."""
     train = (customers["split"] == "train").to_numpy()
@@ -77,7 +78,8 @@ def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_ma
 
     for name, v in references.reference_features(x).items():
         vectors[name] = v
-        score(name, "reference", seeds[0], v, {"dims": v.shape[1]})
+        for seed in seeds:      # the KMeans seed moves a reference's ARI too: scored like the objectives
+            score(name, "reference", seed, v, {"dims": v.shape[1]})
     for objective in objective_names:
         for seed in seeds:
             model = train_encoder(x[train], traits[train], trait_mask[train], scaling,

@@ -122,7 +122,7 @@ def test_mlflow_records_the_run_and_registry(runs):
     again = client.get_run(second["train"]["run_id"]).data
     assert again.tags["promotion.outcome"] == "kept" and again.tags["promotion.champion_version"] == "1"
     losses = again.metrics["promotion.challenger_val_loss"], again.metrics["promotion.champion_val_loss"]
-    assert losses[0] == losses[1] == pytest.approx(again.metrics["best_val_loss"], rel=1e-6)
+    assert losses[0] == losses[1] == pytest.approx(again.metrics["kept_val_loss"], rel=1e-6)
     assert second["train"]["val_loss"] == first["train"]["val_loss"]
     model = mlflow.pyfunc.load_model(f"models:/{name}@{ctx.cfg.mlflow.alias}")
     emb = ctx.tables.read("embeddings").orderBy("customer_id").limit(3).toPandas()

@@ -115,3 +115,18 @@ def test_a_failing_rank_fails_the_job_fast(datasets, monkeypatch):
     with pytest.raises(TrainingFailed, match="torch_distributor training with 2 processes failed"):
         run_training(_job(datasets, world=2), TrainConfig(launcher="torch_distributor", num_processes=2))
     assert time.perf_counter() - start < 90        # no hang until gloo's timeout
+
+
+@ARROW_ONLY
+def test_keep_chooses_the_last_epochs_weights_or_the_best_validation_losss(datasets):
+    """A rate that grows 4x an epoch, so validation loss turns up before the end: `best`
+    keeps the weights of its lowest epoch, `last` (the default) the final epoch's."""
+    jobs = {keep: _job(datasets, epochs=6, lr_step_epochs=1, lr_gamma=4.0, keep=keep) for keep in ("best", "last")}
+    got = {keep: run_training(job, TrainConfig(launcher="single")) for keep, job in jobs.items()}
+    history = got["last"].history
+    lowest = min(history, key=lambda h: h["val_loss"])["epoch"]
+    assert lowest < 6, [round(h["val_loss"], 4) for h in history]       # the case the choice is about
+    assert got["best"].kept_epoch == lowest and got["last"].kept_epoch == 6
+    assert got["best"].kept["val_loss"] == min(h["val_loss"] for h in history)
+    assert got["best"].state_dict != got["last"].state_dict
+    assert got["best"].history == history                               # the same run; only the weights kept differ

@@ -180,6 +180,7 @@ class ModelConfig(_Strict):
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(30, ge=1)
     patience: int | None = Field(None, ge=1)         # early stopping on validation loss
+    keep: Literal["last", "best"] = "last"           # weights registered: the last epoch's, or the best validation loss's
     steps_per_epoch: int | None = Field(None, ge=1)
 
 

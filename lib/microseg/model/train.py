@@ -43,6 +43,7 @@ class TrainJob:
     lr_step_epochs: int | None = None
     lr_gamma: float = 0.5
     patience: int | None = None
+    keep: str = "last"              # the weights returned: "last" epoch's or the "best" validation loss's
     checkpoint_dir: str | None = None
     mlflow_run: tuple[str, str] | None = None   # (tracking URI, run id): rank 0 logs each epoch
 
@@ -56,6 +57,11 @@ class TrainResult:
     resumed_from: int = 0
     seconds: float = 0.0
     rows_seen: int = 0
+    kept_epoch: int = 0             # the epoch whose weights state_dict holds
+
+    @property
+    def kept(self) -> dict:
+        return next((h for h in self.history if h["epoch"] == self.kept_epoch), self.final)
 
     @property
     def final(self) -> dict:
@@ -143,7 +149,7 @@ def train(job: TrainJob, comm=None) -> TrainResult:
     opt = torch.optim.Adam(model.parameters(), lr=job.learning_rate)
     sched = torch.optim.lr_scheduler.StepLR(opt, job.lr_step_epochs, job.lr_gamma) if job.lr_step_epochs else None
     history: list[dict] = []
-    best_loss, best_state, stalled, first_epoch = float("inf"), None, 0, 1
+    best_loss, best_state, best_epoch, stalled, first_epoch = float("inf"), None, 0, 0, 1
     ckpt_path = _checkpoint_path(job)
     if ckpt_path is not None and ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -152,6 +158,7 @@ def train(job: TrainJob, comm=None) -> TrainResult:
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
         history, best_loss, best_state, stalled = ckpt["history"], ckpt["best_loss"], ckpt["best_state"], ckpt["stalled"]
+        best_epoch = ckpt.get("best_epoch", 0)
         first_epoch = ckpt["epoch"] + 1
     net, opt = comm.wrap(model, opt)
     rows_seen = 0
@@ -183,7 +190,7 @@ def train(job: TrainJob, comm=None) -> TrainResult:
         row = comm.broadcast_object(row)
         val = row.get("val_loss", row["train_loss"])
         if val < best_loss:
-            best_loss, best_state, stalled = val, state_bytes(model), 0
+            best_loss, best_state, best_epoch, stalled = val, state_bytes(model), epoch, 0
         else:
             stalled += 1
         if job.patience is not None and stalled >= job.patience:
@@ -197,9 +204,12 @@ def train(job: TrainJob, comm=None) -> TrainResult:
                 _save_checkpoint(ckpt_path, {
                     "epoch": epoch, "model": model.state_dict(), "optimizer": opt.state_dict(),
                     "scheduler": sched.state_dict() if sched else None, "history": history,
-                    "best_loss": best_loss, "best_state": best_state, "stalled": stalled})
+                    "best_loss": best_loss, "best_state": best_state, "best_epoch": best_epoch,
+                    "stalled": stalled})
     digests = comm.gather_objects(param_digest(model))
-    result = TrainResult(state_dict=best_state or state_bytes(model), spec=job.spec, history=history,
+    best = job.keep == "best" and best_state is not None
+    result = TrainResult(state_dict=best_state if best else state_bytes(model), spec=job.spec, history=history,
                          rank_digests=digests, resumed_from=first_epoch - 1,
-                         seconds=time.perf_counter() - start, rows_seen=rows_seen)
+                         seconds=time.perf_counter() - start, rows_seen=rows_seen,
+                         kept_epoch=best_epoch if best else (history[-1]["epoch"] if history else 0))
     return comm.broadcast_object(result)

@@ -88,13 +88,15 @@ def train_stage(ctx: Context) -> dict:
             scaling=scaling, months=months,
             epochs=mcfg.epochs, batch_size=mcfg.batch_size, learning_rate=mcfg.learning_rate,
             steps=steps, seed=cfg.seed, lr_step_epochs=mcfg.lr_step_epochs, lr_gamma=mcfg.lr_gamma,
-            patience=mcfg.patience, checkpoint_dir=str(checkpoints),
+            patience=mcfg.patience, keep=mcfg.keep, checkpoint_dir=str(checkpoints),
             mlflow_run=(tracking.tracking_uri(cfg), run.info.run_id))
         result = run_training(job, cfg.train.model_copy(update={"num_processes": world}))
         mlflow.log_metrics({"train.seconds": result.seconds, "train.resumed_from_epoch": result.resumed_from,
                             "train.seq_per_s": result.rows_seen / max(result.seconds, 1e-9),
                             "train.ranks_in_sync": float(len(set(result.rank_digests)) == 1),
-                            "best_val_loss": result.best.get("val_loss", result.best["train_loss"])})
+                            "best_val_loss": result.best.get("val_loss", result.best["train_loss"]),
+                            "kept_val_loss": result.kept.get("val_loss", result.kept["train_loss"]),
+                            "kept_epoch": result.kept_epoch})
         model_spec = {"model": spec, "months": months, **record}
         example = [0.0] * (months * len(scaling[0]))
         name = registered_name(cfg)
@@ -103,8 +105,8 @@ def train_stage(ctx: Context) -> dict:
         promotion = tracking.promote_if_better(name, cfg.mlflow.alias, version, validation)
         tracking.record_promotion(name, version, promotion)
     shutil.rmtree(checkpoints, ignore_errors=True)   # finished: a new run trains afresh
-    best = {k: round(v, 5) for k, v in result.best.items() if k not in ("epoch", "learning_rate")}
+    kept = {k: round(v, 5) for k, v in result.kept.items() if k not in ("epoch", "learning_rate")}
     return {"run_id": run.info.run_id, "model": name, "model_version": version,
             "promoted": promotion.promoted, "promotion": promotion.outcome,
             "epochs": len(result.history), "resumed_from_epoch": result.resumed_from,
-            "ranks_in_sync": len(set(result.rank_digests)) == 1, **best}
+            "ranks_in_sync": len(set(result.rank_digests)) == 1, "kept_epoch": result.kept_epoch, **kept}

@@ -2,7 +2,8 @@
 
 ``train(job, comm)`` runs on every rank. It checkpoints after each epoch (rank 0), resumes
 from the last checkpoint when started again, stops early on a stalled validation loss, and
-returns the same :class:`TrainResult` on every rank (so any launcher's return is right).
+returns the same :class:`TrainResult` on every rank (so any launcher's return is right),
+holding the last epoch's weights or, with ``keep="best"``, the lowest validation loss's.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def logged_weights(lake: Lakehouse, before: set[str]) -> str | None:
 class CleanTraining:
     """The train stage's clean run from its snapshot: when each epoch's checkpoint was
     saved (seconds from start), the digest of the weights after each epoch, and that of
-    the weights it logged (the best epoch's)."""
+    the weights it logged (the epoch model.keep names)."""
     seconds: float
     saves: list[float]
     weights: list[str]

@@ -115,7 +115,7 @@ def _level(x: np.ndarray, cfg: SegmentConfig, seed: int, name: str, population: 
     if fixed == 1:
         return 1, None, {}, {}, [], None
     if fixed:
-        grid, min_size, floor, criterion = [fixed], 0, None, "silhouette"
+        grid, min_size, floor = [fixed], 0, None
     n = len(x)
     distinct = len(np.unique(np.round(x, 9), axis=0)) if n else 0
     if distinct < 2:

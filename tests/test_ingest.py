@@ -17,6 +17,7 @@ from microseg import pipeline
 from microseg.prep.ingest import BRONZE_COLUMNS, QUARANTINE_COLUMNS, REASONS, validate
 from microseg.sources.contract import SourceError
 from microseg.sources.files import check_files, list_files, load_mapping, read_files
+from microseg.stages.prep import BRONZE_STATS
 
 
 @pytest.mark.parametrize("source, change, named", [
@@ -133,6 +134,11 @@ def test_a_batch_of_new_months_merges_without_reading_the_older_months(spark, la
     assert int(merge["operationMetrics"].get("numTargetFilesAfterSkipping", 0)) == 0
     assert pipeline.run_stage("ingest", february)["rows_inserted"] == 0   # the same batch again
     assert DeltaTable.forPath(spark, ctx.tables.location("transactions")).detail().head()["partitionColumns"] == ["month"]
+    # every file, written by the first batch or by the MERGE, has statistics of BRONZE_STATS only
+    adds = [json.loads(line)["add"] for log in sorted(Path(ctx.tables.location("transactions"), "_delta_log").glob("*.json"))
+            for line in log.read_text().splitlines() if '"add"' in line]
+    assert len({a["partitionValues"]["month"] for a in adds}) == 2
+    assert all(set(json.loads(a["stats"])["minValues"]) == set(BRONZE_STATS) for a in adds)
 
 
 def test_unknown_category_can_be_kept_as_unclassified(spark, landing):

@@ -141,10 +141,15 @@ class Tables:
         else:
             writer.save(self.location(key))
 
-    def _create(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> None:
+    def _create(self, key: str, df: DataFrame, partition_by: list[str] | None = None,
+                stats_columns: list[str] | None = None) -> None:
         """Create the table as version 0 with ``df``; fails if it exists (a concurrent
-        writer created it first), which ``_retrying`` turns into another try."""
+        writer created it first), which ``_retrying`` turns into another try.
+        ``stats_columns``: the only columns whose file statistics Delta keeps
+        (``delta.dataSkippingStatsColumns``), instead of the first 32."""
         writer = df.write.format("delta").mode("errorifexists")
+        if stats_columns:
+            writer = writer.option("delta.dataSkippingStatsColumns", ",".join(stats_columns))
         self._save(key, writer.partitionBy(*partition_by) if partition_by else writer)
 
     def overwrite(self, key: str, df: DataFrame, partition_by: list[str] | None = None) -> int:
@@ -170,15 +175,16 @@ class Tables:
         return self._retrying("replace_where", key, write)
 
     def merge_new(self, key: str, df: DataFrame, keys: list[str], within: dict[str, list] | None = None,
-                  partition_by: list[str] | None = None) -> int:
+                  partition_by: list[str] | None = None, stats_columns: list[str] | None = None) -> int:
         """Insert the rows of ``df`` whose ``keys`` the table lacks; returns rows inserted.
 
         Idempotent: merging the same rows again inserts (and commits) nothing. ``within``
         (column -> the values ``df`` holds) limits the table's side of the match to those
-        values, so only their files are read; a new table is laid out by ``partition_by``.
+        values, so only their files are read; a new table is laid out by ``partition_by``
+        and keeps statistics of ``stats_columns`` only (see ``_create``).
         """
         return self._retrying("merge_new", key, lambda: self._merge_new_once(key, df, keys, within or {},
-                                                                             partition_by))
+                                                                             partition_by, stats_columns))
 
     def delete_where(self, key: str, condition: str) -> int:
         """Delete the rows matching ``condition`` in one commit; returns the rows deleted."""
@@ -216,9 +222,9 @@ class Tables:
             self.spark.conf.unset(meta_key)
 
     def _merge_new_once(self, key: str, df: DataFrame, keys: list[str], within: dict[str, list],
-                        partition_by: list[str] | None) -> int:
+                        partition_by: list[str] | None, stats_columns: list[str] | None) -> int:
         if not self.exists(key):
-            self._create(key, df, partition_by)
+            self._create(key, df, partition_by, stats_columns)
             created = self._delta(key).history().where("version = 0").head()
             return int(created["operationMetrics"].get("numOutputRows", 0))
         if any(not values for values in within.values()):

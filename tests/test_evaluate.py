@@ -7,7 +7,7 @@ from scipy import stats as scipy_stats
 
 from microseg.evaluate import downstream, encoders, metrics, references, surrogate
 from microseg.evaluate.e2e import lstm_predictor
-from microseg.evaluate.evaluation import LIFT, check_claims
+from microseg.evaluate.evaluation import LIFT, PROBE_BESPOKE, PROBE_LSTM, check_claims
 from microseg.evaluate.result import Evaluation
 
 
@@ -101,6 +101,23 @@ def test_noise_is_worse_than_signal_and_signal_lifts_noise():
     assert lift.loc[("noise + signal", "default", "roc_auc"), "held"]
 
 
+def test_the_linear_probe_reads_one_signal_among_many_noise_columns_fitted_on_training_rows_only():
+    frame, signal = customers(n=300)
+    rng = np.random.default_rng(6)
+    x = np.hstack([signal[:, None] + rng.normal(0, 0.3, (len(frame), 1)), rng.normal(size=(len(frame), 60))])
+    x[:, 1:] *= rng.uniform(0.1, 1000, 60)                 # scales apart: only a scaled probe treats them alike
+    linear = downstream.linear_predictor(seed=0)
+    scores, _ = downstream.cross_validate(frame, {"probe": (x, linear)}, folds=5, repeats=1, seed=0)
+    assert downstream.summary(scores).set_index(["model", "task", "metric"])["mean"]["probe", "default", "roc_auc"] > 0.8
+    # what a test row gets does not depend on the other test rows (no scaling fitted on them)
+    y = frame["loan_default"].to_numpy()
+    labelled = np.flatnonzero(~np.isnan(y))
+    train, test = labelled[:130], labelled[130:]
+    whole = linear(x[train], y[train], x[test])
+    np.testing.assert_allclose(linear(x[train], y[train], x[test[:5]]), whole[:5])
+    np.testing.assert_allclose(linear(x[train], y[train], x[test][::-1])[::-1], whole)
+
+
 def test_identical_feature_sets_differ_by_exactly_zero_and_hold():
     frame, signal = customers(n=300)
     predict = downstream.tabular_predictor(seed=0, max_iter=10)
@@ -189,6 +206,21 @@ def paired_rows(low, high, lift_low=-0.01):
          "held": downstream.verdict(low, high, 0.02)["held"]},
         {"model": LIFT, "task": "default", "metric": "roc_auc", "mean_diff": lift_low + 0.01,
          "diff_low": lift_low, "diff_high": lift_low + 0.02, "splits": 15, "margin": 0.02, "held": True}])
+
+
+def test_the_probe_claim_compares_the_lstm_probe_with_the_bespoke_probe():
+    probe = lambda low, high: pd.DataFrame([{"model": PROBE_LSTM, "reference": PROBE_BESPOKE, "task": "default",  # noqa: E731
+                                             "metric": "roc_auc", "mean_diff": (low + high) / 2, "diff_low": low,
+                                             "diff_high": high, "splits": 10, "margin": 0.02,
+                                             "held": downstream.verdict(low, high, 0.02)["held"]}])
+    for (low, high), held in (((-0.01, 0.02), True), ((-0.06, 0.03), False), ((-0.05, -0.01), False)):
+        paired = pd.concat([paired_rows(-0.01, 0.01), probe(low, high)], ignore_index=True)
+        claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45, 0.55), paired, "1 shape")
+        got = claims[claims["claim"].str.startswith("With the same linear probe")]
+        assert got["held"].tolist() == [held] and f"{(low + high) / 2:+.3f}" in got["evidence"].iloc[0]
+    no_probe = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45, 0.55),
+                            paired_rows(-0.01, 0.01), "1 shape")
+    assert not no_probe["claim"].str.startswith("With the same linear probe").any()
 
 
 def test_claims_follow_the_numbers():

@@ -12,7 +12,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.model_selection import RepeatedStratifiedKFold
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.model_selection import RepeatedStratifiedKFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 from microseg.evaluate import metrics
 
@@ -66,6 +69,20 @@ def tabular_predictor(seed: int, max_iter: int = 200) -> Predictor:
     """fit on (x_train, y_train), return class probabilities for x_test."""
     def predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
         return gbm(seed, max_iter).fit(x_train, y_train).predict_proba(x_test)
+    return predict
+
+
+PROBE_CS = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)   # the linear probe's L2 strengths to choose from
+
+
+def linear_predictor(seed: int) -> Predictor:
+    """The linear probe: standardised inputs, an L2 logistic regression whose strength is
+    chosen from ``PROBE_CS`` by log loss over 3 inner folds; the scaler and the choice are
+    fitted on the training fold only. Returns class probabilities for x_test."""
+    def predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+        inner = StratifiedKFold(3, shuffle=True, random_state=seed)
+        probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=inner, scoring="neg_log_loss", max_iter=3000)
+        return make_pipeline(StandardScaler(), probe).fit(x_train, y_train).predict_proba(x_test)
     return predict
 
 

@@ -250,8 +250,8 @@ def _downstream(summary: pd.DataFrame, paired: pd.DataFrame, skipped: list, not_
            "folds": summary["splits"], "labelled": summary["n_labelled"], "positives": summary["n_positive"]}))
     if paired.empty:
         return notes + table
-    diffs = _table(paired[["task", "model", "metric"]].assign(
-        **{"minus bespoke GBM [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
+    diffs = _table(paired[["task", "model", "reference", "metric"]].assign(
+        **{"minus reference [95% CI]": [f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}]" for d, lo, hi in
                                           zip(paired["mean_diff"], paired["diff_low"], paired["diff_high"])],
            "as good (margin)": [f"{_verdict(h)} ({m:g})" for h, m in zip(paired["held"], paired["margin"])]}))
     return notes + table + diffs

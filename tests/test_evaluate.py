@@ -201,11 +201,26 @@ def objective_rows(static, flat, hand, counted):
 
 def paired_rows(low, high, lift_low=-0.01):
     return pd.DataFrame([
-        {"model": "LSTM features", "task": "default", "metric": "roc_auc", "mean_diff": (low + high) / 2,
+        {"model": "LSTM features", "reference": references.BESPOKE, "task": "default", "metric": "roc_auc",
+         "mean_diff": (low + high) / 2,
          "diff_low": low, "diff_high": high, "splits": 15, "margin": 0.02,
          "held": downstream.verdict(low, high, 0.02)["held"]},
-        {"model": LIFT, "task": "default", "metric": "roc_auc", "mean_diff": lift_low + 0.01,
+        {"model": LIFT, "reference": references.BESPOKE, "task": "default", "metric": "roc_auc",
+         "mean_diff": lift_low + 0.01,
          "diff_low": lift_low, "diff_high": lift_low + 0.02, "splits": 15, "margin": 0.02, "held": True}])
+
+
+def test_the_lstm_probe_is_paired_with_the_bespoke_gbm_and_with_the_bespoke_probe():
+    from microseg.evaluate.evaluation import _paired
+
+    level = {references.BESPOKE: 0.78, "LSTM features": 0.74, PROBE_LSTM: 0.77, PROBE_BESPOKE: 0.79}
+    scores = pd.DataFrame([{"model": m, "task": "default", "metric": "roc_auc", "repeat": r, "fold": f,
+                            "value": v + 0.01 * ((r * 5 + f) % 3), "n_test": 20, "n_train": 80}
+                           for m, v in level.items() for r in range(2) for f in range(5)])
+    got = {(r.model, r.reference): round(r.mean_diff, 6) for r in _paired(scores).itertuples()}
+    assert got == {("LSTM features", references.BESPOKE): -0.04, (PROBE_LSTM, references.BESPOKE): -0.01,
+                   (PROBE_LSTM, PROBE_BESPOKE): -0.02}
+    assert _paired(scores.iloc[:0]).empty
 
 
 def test_the_probe_claim_compares_the_lstm_probe_with_the_bespoke_probe():
@@ -213,8 +228,9 @@ def test_the_probe_claim_compares_the_lstm_probe_with_the_bespoke_probe():
                                              "metric": "roc_auc", "mean_diff": (low + high) / 2, "diff_low": low,
                                              "diff_high": high, "splits": 10, "margin": 0.02,
                                              "held": downstream.verdict(low, high, 0.02)["held"]}])
+    against_gbm = probe(-0.01, 0.01).assign(reference=references.BESPOKE, held=True)   # not the like-for-like row
     for (low, high), held in (((-0.01, 0.02), True), ((-0.06, 0.03), False), ((-0.05, -0.01), False)):
-        paired = pd.concat([paired_rows(-0.01, 0.01), probe(low, high)], ignore_index=True)
+        paired = pd.concat([paired_rows(-0.01, 0.01), against_gbm, probe(low, high)], ignore_index=True)
         claims = check_claims(granularity(0.5, 0.3, 0.2), objective_rows(0.2, 0.4, 0.45, 0.55), paired, "1 shape")
         got = claims[claims["claim"].str.startswith("With the same linear probe")]
         assert got["held"].tolist() == [held] and f"{(low + high) / 2:+.3f}" in got["evidence"].iloc[0]

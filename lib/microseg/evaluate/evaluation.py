@@ -156,13 +156,19 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
         models["CoLES embeddings (self-supervised)"] = (
             coles.coles_embeddings(x, active.astype(np.float32), train, cfg.seed, hidden=cfg.model.hidden), predict)
     scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats, cfg.seed)
+    return downstream.summary(scores), _paired(scores), skipped
+
+
+def _paired(scores: pd.DataFrame) -> pd.DataFrame:
+    """Paired differences on the same folds: every model but the bespoke probe minus the
+    bespoke GBM, and the LSTM probe minus the bespoke probe (like against like)."""
+    if scores.empty:
+        return pd.DataFrame(columns=downstream.PAIRED)
     probes = scores["model"].isin([PROBE_LSTM, PROBE_BESPOKE])
-    paired = pd.concat([downstream.paired(scores[(scores["metric"] == m) & ~probes], references.BESPOKE, margin)
-                        for m, margin in MARGIN.items() if (scores["metric"] == m).any()]
-                       + [downstream.paired(scores[(scores["metric"] == m) & probes], PROBE_BESPOKE, margin)
-                          for m, margin in MARGIN.items() if (scores["metric"] == m).any()], ignore_index=True) \
-        if not scores.empty else pd.DataFrame(columns=downstream.PAIRED)
-    return downstream.summary(scores), paired, skipped
+    groups = ((scores["model"] != PROBE_BESPOKE, references.BESPOKE), (probes, PROBE_BESPOKE))
+    return pd.concat([downstream.paired(scores[(scores["metric"] == m) & rows], reference, margin)
+                      for rows, reference in groups
+                      for m, margin in MARGIN.items() if (scores["metric"] == m).any()], ignore_index=True)
 
 
 def _explain(pdf: pd.DataFrame, x: np.ndarray, active: np.ndarray, names: list[str],
@@ -257,7 +263,8 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
                                f"{int(g.loc['lstm', 'smallest_size'])} customers")))
     for task, metric in (("default", "roc_auc"), ("liquidity", "macro_f1")):
         claim = f"LSTM features do as well as the bespoke GBM on {task} ({metric}, paired folds)"
-        r = paired[(paired["task"] == task) & (paired["metric"] == metric)].set_index("model")
+        r = paired[(paired["task"] == task) & (paired["metric"] == metric)
+                   & (paired["reference"] == references.BESPOKE)].set_index("model")
         if task in not_evaluated:
             rows.append(_claim(claim, None, f"not evaluated: {not_evaluated[task]}"))
             continue
@@ -276,7 +283,8 @@ def check_claims(granularity: pd.DataFrame, objectives: pd.DataFrame, paired: pd
                                f"lift {lift['mean_diff']:+.3f} [{lift['diff_low']:+.3f}, {lift['diff_high']:+.3f}]"))
     for task, metric in (("default", "roc_auc"), ("liquidity", "macro_f1")):
         claim = f"With the same linear probe, LSTM features do as well as the bespoke aggregates on {task} ({metric})"
-        r = paired[(paired["task"] == task) & (paired["metric"] == metric) & (paired["model"] == PROBE_LSTM)]
+        r = paired[(paired["task"] == task) & (paired["metric"] == metric) & (paired["model"] == PROBE_LSTM)
+                   & (paired["reference"] == PROBE_BESPOKE)]
         if task in not_evaluated or r.empty:
             continue   # the claims above already say why the task was not measured
         mine = r.iloc[0]

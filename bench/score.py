@@ -41,8 +41,9 @@ SPEC = {"kind": "lstm", "n_features": F_, "months": T, "hidden": 32, "layers": 1
 class NoCompute(torch.nn.Module):
     """An encoder that computes nothing: the UDF's cost besides the model."""
 
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.zeros(len(x), SPEC["hidden"])
+    def vectors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        zeros = torch.zeros(len(x), SPEC["hidden"])
+        return zeros, zeros
 
 
 def _udf_rate(df, n: int, embeddings) -> float:

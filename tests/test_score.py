@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from microseg.config import SegmentConfig
-from microseg.model.networks import LSTMEncoder
+from microseg.model.networks import LSTMEncoder, batch_of
 from microseg.model.train import state_bytes
 from microseg.score import segment
 from microseg.score.embed import embed_customers
@@ -27,8 +27,13 @@ def test_udf_embeddings_equal_the_plain_model(spark):
     assert {r.model_version for r in rows.values()} == {"7"}
     with torch.no_grad():
         expected = model.embed(torch.from_numpy(x)).numpy()
+        state = model.encode(batch_of(torch.from_numpy(x)))[1].numpy()
     got = np.stack([rows[f"C{i}"].embedding for i in range(50)])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)
+    got_state = np.stack([rows[f"C{i}"].state for i in range(50)])   # the plain state, beside the shape metric's map
+    np.testing.assert_allclose(got_state, state, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got_state @ model.shape_metric().numpy(), expected, rtol=0, atol=1e-5)
+    assert np.abs(got_state - got).max() > 1e-3
 
 
 def _frame(spark, points):
@@ -195,3 +200,21 @@ def test_migration_counts_moves_arrivals_and_departures(spark):
     got = {(r.from_segment, r.to_segment): r.customers
            for r in segment.migration(prev, cur, "2024-01-01", "2024-02-01").collect()}
     assert got == {(0, 0): 1, (0, 1): 1, (1, None): 1, (None, 1): 1}
+
+
+def test_embeddings_of_a_table_from_before_state_gain_the_column_and_keep_older_rows(spark, cfg):
+    from microseg.tables import Tables
+
+    tables = Tables(spark, cfg)
+    old = spark.createDataFrame([("C1", [1.0, 2.0])], "customer_id string, embedding array<float>") \
+        .selectExpr("customer_id", "date'2024-02-01' as as_of", "'1' as model_version", "embedding")
+    tables.replace_where("embeddings", old, "as_of = '2024-02-01'")
+    new = spark.createDataFrame([("C1", [3.0, 4.0], [5.0, 6.0])],
+                                "customer_id string, embedding array<float>, state array<float>") \
+        .selectExpr("customer_id", "date'2024-03-01' as as_of", "'2' as model_version", "embedding", "state")
+    with pytest.raises(Exception, match="(?i)schema"):
+        tables.replace_where("embeddings", new, "as_of = '2024-03-01'")
+    tables.replace_where("embeddings", new, "as_of = '2024-03-01'", add_columns=True)
+    rows = {str(r.as_of): r for r in tables.read("embeddings").collect()}
+    assert rows["2024-02-01"].state is None and rows["2024-02-01"].embedding == [1.0, 2.0]
+    assert rows["2024-03-01"].state == [5.0, 6.0]

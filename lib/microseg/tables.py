@@ -163,13 +163,15 @@ class Tables:
 
         return self._retrying("overwrite", key, write)
 
-    def replace_where(self, key: str, df: DataFrame, condition: str) -> int:
-        """Atomically replace the rows matching ``condition`` with ``df``; returns the version."""
+    def replace_where(self, key: str, df: DataFrame, condition: str, add_columns: bool = False) -> int:
+        """Atomically replace the rows matching ``condition`` with ``df``; returns the version.
+        ``add_columns``: columns ``df`` has and the table lacks are added (older rows null)."""
         def write() -> int:
             if not self.exists(key):
                 self._create(key, df)
             else:
-                self._save(key, df.write.format("delta").mode("overwrite").option("replaceWhere", condition))
+                writer = df.write.format("delta").mode("overwrite").option("replaceWhere", condition)
+                self._save(key, writer.option("mergeSchema", "true") if add_columns else writer)
             return self._latest(key)
 
         return self._retrying("replace_where", key, write)

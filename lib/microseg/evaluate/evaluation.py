@@ -54,7 +54,8 @@ def _variant_frames(ctx, variant: str, as_of: dt.date) -> tuple[DataFrame, DataF
 def _collect(ctx, variants: list[str], as_of: dt.date, known: DataFrame | None
              ) -> tuple[pd.DataFrame, dict[str, str], dict[str, pd.DataFrame]]:
     """The sample as one pandas row per customer: split, labels, known segments (``known``:
-    micro_segment, coarse_group), each variant's vector and segments, and the sequence
+    micro_segment, coarse_group), each variant's vector, state (its vector where the table
+    has none) and segments, and the sequence
     (features, traits, trait mask); the model version of each variant built; each
     variant's segment sizes."""
     tables, cfg = ctx.tables, ctx.cfg
@@ -72,9 +73,11 @@ def _collect(ctx, variants: list[str], as_of: dt.date, known: DataFrame | None
             log.warning("variant %s has no segments at %s; run `microseg report` (compare stage) first", v, as_of)
             continue
         vectors, segs = got
+        state = F.coalesce("state", "embedding") if "state" in vectors.columns else F.col("embedding")
         sizes[v] = (segs.groupBy("segment", "coarse_segment").count().withColumnRenamed("count", "customers")
                     .orderBy("segment").toPandas())                                    # one row per segment
-        base = (base.join(vectors.select("customer_id", F.col("embedding").alias(f"vec_{v}")), "customer_id", "left")
+        base = (base.join(vectors.select("customer_id", F.col("embedding").alias(f"vec_{v}"), state.alias(f"state_{v}")),
+                          "customer_id", "left")
                 .join(segs.select("customer_id", F.col("segment").alias(f"seg_{v}"),
                                   F.col("coarse_segment").alias(f"coarse_{v}")), "customer_id", "left"))
         built[v] = str(segs.select("model_version").head()[0])
@@ -138,16 +141,18 @@ def _k_curves(variants: list[str]) -> pd.DataFrame:
 def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, active: np.ndarray,
                 refs: dict[str, np.ndarray], scaling) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every feature set and the bespoke models on the same repeated stratified folds:
-    (summary per model, paired differences against the bespoke GBM, tasks skipped)."""
+    (summary per model, paired differences against the bespoke GBM, tasks skipped). The
+    encoders' features are their customer states (gold.embeddings' ``state``)."""
     cfg = ctx.cfg
     predict = downstream.tabular_predictor(cfg.seed, cfg.evaluate.gbm_iterations)
     bespoke, _ = references.bespoke_aggregates(x)
-    models = {LABELS[v]: (frames.to_matrix(pdf, f"vec_{v}"), predict) for v in variants}
+    lstm = frames.to_matrix(pdf, "state_lstm")
+    models = {LABELS[v]: (frames.to_matrix(pdf, f"state_{v}"), predict) for v in variants}
     models.update({name: (refs[name], predict) for name in references.NAMES})
     models[references.BESPOKE] = (bespoke, predict)
-    models[LIFT] = (downstream.joined(bespoke, frames.to_matrix(pdf, "vec_lstm")), predict)
+    models[LIFT] = (downstream.joined(bespoke, lstm), predict)
     linear = downstream.linear_predictor(cfg.seed)
-    models[PROBE_LSTM] = (frames.to_matrix(pdf, "vec_lstm"), linear)
+    models[PROBE_LSTM] = (lstm, linear)
     models[PROBE_BESPOKE] = (bespoke, linear)
     models["bespoke LSTM (end-to-end)"] = (x, lstm_predictor(
         scaling, cfg.model.hidden, cfg.evaluate.e2e_epochs, cfg.seed))

@@ -72,8 +72,15 @@ class _Encoder(nn.Module):
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """The customer vectors of raw features [B, T, F] (any T): the customer state, in
         the ``shape_metric`` when the objective has a ``shape`` part."""
-        emb = self.encode(batch_of(x))[1]
-        return emb @ self.shape_metric() if self.in_shape_metric() else emb
+        return self.vectors(x)[0]
+
+    def vectors(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``embed``'s vectors, the plain customer state) of raw features [B, T, F] in one
+        pass: the first to segment by, the second for downstream models (a linear model
+        on the state reads cash flow and spending alike; the shape metric shrinks what the
+        shape head does not read)."""
+        state = self.encode(batch_of(x))[1]
+        return (state @ self.shape_metric() if self.in_shape_metric() else state), state
 
     def in_shape_metric(self) -> bool:
         """Whether ``embed`` maps the state by ``shape_metric``: with a shape part whose head

@@ -34,7 +34,7 @@ def embed_stage(ctx: Context) -> dict:
     seq_version = _require_fits(ctx, name, version, spec)
     as_of, key = latest_as_of(ctx), variant_key("embeddings", ctx.cfg.model.kind)
     emb = embed_customers(ctx.tables.read("sequences", version=seq_version), weights, spec["model"], version)
-    ctx.tables.replace_where(key, emb, f"as_of = '{as_of}'")
+    ctx.tables.replace_where(key, emb, f"as_of = '{as_of}'", add_columns=True)   # tables from before `state`
     return {"model_version": version, "as_of": str(as_of), "table": ctx.tables.name(key)}
 
 

@@ -146,8 +146,9 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
     cfg = ctx.cfg
     predict = downstream.tabular_predictor(cfg.seed, cfg.evaluate.gbm_iterations)
     bespoke, _ = references.bespoke_aggregates(x)
-    lstm = frames.to_matrix(pdf, "state_lstm")
-    models = {LABELS[v]: (frames.to_matrix(pdf, f"state_{v}"), predict) for v in variants}
+    states = {v: frames.to_matrix(pdf, f"state_{v}") for v in variants}
+    lstm = states["lstm"]
+    models = {LABELS[v]: (states[v], predict) for v in variants}
     models.update({name: (refs[name], predict) for name in references.NAMES})
     models[references.BESPOKE] = (bespoke, predict)
     models[LIFT] = (downstream.joined(bespoke, lstm), predict)

@@ -48,6 +48,7 @@ def _model_from(broadcast, key: str) -> torch.nn.Module:
 
 
 def _list_array(values: np.ndarray) -> pa.Array:
+    """[rows, width] floats -> an Arrow list<float> column, one list per row, without a copy per row."""
     rows, width = values.shape
     offsets = np.arange(0, (rows + 1) * width, width, dtype=np.int32)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.ravel(), pa.float32()))

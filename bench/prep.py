@@ -197,8 +197,8 @@ def references_sql(cfg: Settings, as_of, out: Path) -> str:
 
 
 def per_month_sql(spend_classes: list[str], window: int, out: Path) -> str:
-    """customer x month of the customer's window: the same 3 x classes + 3 features, this
-    month's traits and masks."""
+    """customer x month of the customer's window: the same 3 x classes + 3 account + 2
+    calendar features, this month's traits and masks."""
     idx = range(len(spend_classes))
     pivot = ", ".join(
         [f"sum(spend) FILTER (WHERE txn_class = '{c}') AS s{i}" for i, c in enumerate(spend_classes)]
@@ -208,7 +208,9 @@ def per_month_sql(spend_classes: list[str], window: int, out: Path) -> str:
         + [f"CASE WHEN coalesce(total, 0) > 0 THEN coalesce(s{i}, 0) / total ELSE 0 END" for i in idx]
         + [f"ln(1 + coalesce(n{i}, 0))" for i in idx]
         + ["ln(1 + coalesce(income, 0))", "ln(1 + coalesce(outflow, 0))",
-           "sign(coalesce(end_balance, 0)) * ln(1 + abs(coalesce(end_balance, 0)))"])
+           "sign(coalesce(end_balance, 0)) * ln(1 + abs(coalesce(end_balance, 0)))"]
+        + [f"CASE WHEN income IS NOT NULL THEN {fn}((month(month) - 1) * 2 * pi() / 12) ELSE 0 END"
+           for fn in ("sin", "cos")])
     return f"""
     CREATE OR REPLACE TEMP TABLE per_month AS
     WITH cells AS (SELECT customer_id, reference_month, t::INT AS t,

@@ -33,7 +33,7 @@ from microseg.score import segment
 from microseg.score.embed import embed_customers, map_embeddings
 from microseg.spark import get_spark
 
-T, F_ = 24, 84
+T, F_ = 24, 86                 # 24 months x (27 classes x 3 + 3 account + 2 calendar features)
 SIZES = {"small": 20_000, "full": 100_000}
 SPEC = {"kind": "lstm", "n_features": F_, "months": T, "hidden": 32, "layers": 1, "objective": "next"}
 

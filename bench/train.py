@@ -30,7 +30,7 @@ from microseg.model.networks import batch_of, build_model
 from microseg.model.train import TrainJob
 from microseg.spark import get_spark
 
-T, F = 24, 84                     # 24 months x (27 classes x 3 + 3 account features)
+T, F = 24, 86                     # 24 months x (27 classes x 3 + 3 account + 2 calendar features)
 SIZES = {"small": (4_000, 2), "full": (20_000, 3)}   # sequences, epochs
 
 

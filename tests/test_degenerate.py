@@ -168,11 +168,11 @@ def test_a_non_finite_or_zero_validation_loss_is_never_promoted(tmp_path, loss):
     from microseg.model.train import state_bytes
 
     tracking.setup(load_config("local", overrides={"tables.root": str(tmp_path)}))
-    model = LSTMEncoder({"n_features": 9, "hidden": 4, "months": 3, "objective": "current"})
-    record = {"objective": {"traits@0": 1.0}, "feature_names": [f"f{i}" for i in range(9)], "taxonomy_version": "t"}
+    model = LSTMEncoder({"n_features": 11, "hidden": 4, "months": 3, "objective": "current"})
+    record = {"objective": {"traits@0": 1.0}, "feature_names": [f"f{i}" for i in range(11)], "taxonomy_version": "t"}
     with mlflow.start_run():
         version = tracking.log_encoder(state_bytes(model), {"model": model.spec, "months": 3, **record},
-                                       [0.0] * 27, "degenerate")
+                                       [0.0] * 33, "degenerate")
         promotion = tracking.promote_if_better("degenerate", "champion", version, lambda w, s: loss)
         tracking.record_promotion("degenerate", version, promotion)
     assert promotion.outcome == "refused" and not promotion.promoted

@@ -146,10 +146,10 @@ def test_verdict_needs_zero_or_better_inside_a_narrow_enough_interval():
 
 def test_bespoke_lstm_learns_a_label_per_fold_from_sequences():
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(240, 6, 9)).astype(np.float32)
+    x = rng.normal(size=(240, 6, 11)).astype(np.float32)
     y = (x[:, -1, 0] > 0).astype(float)                                 # the label is in the last month
     frame = pd.DataFrame({"loan_default": y, "liquidity_class": np.nan})
-    predict = lstm_predictor(([0.0] * 9, [1.0] * 9), hidden=8, epochs=10, seed=0, batch_size=32, learning_rate=0.05)
+    predict = lstm_predictor(([0.0] * 11, [1.0] * 11), hidden=8, epochs=10, seed=0, batch_size=32, learning_rate=0.05)
     scores, skipped = downstream.cross_validate(frame, {"lstm": (x, predict)}, folds=2, repeats=1, seed=0)
     assert list(skipped["task"]) == ["liquidity"]                       # no liquidity labels at all
     assert (scores.loc[scores["metric"] == "roc_auc", "value"] > 0.9).all()
@@ -283,9 +283,11 @@ def planted_sequences(n_per=40, months=12, seed=0):
                 drift = (np.linspace(-1, 1, months) if micro else np.zeros(months))[:, None] * 0.8 * np.array([1, -1, 0])
                 shares = np.clip(base + drift * min(base[0], base[1]) + rng.normal(0, 0.02, (months, c)), 0, None)
                 shares /= shares.sum(1, keepdims=True)
-                x = np.zeros((months, 3 * c + 3), np.float32)
+                x = np.zeros((months, 3 * c + 5), np.float32)
                 x[:, :c], x[:, c:2 * c], x[:, 2 * c:3 * c] = np.log1p(100 * shares), shares, np.log1p(3 * shares)
-                x[:, -3:] = [7.0, 6.5, 8.0]
+                x[:, -5:-2] = [7.0, 6.5, 8.0]
+                angle = np.arange(months) * 2 * np.pi / 12                     # from January
+                x[:, -2], x[:, -1] = np.sin(angle), np.cos(angle)
                 rows.append(x)
                 truth.append((group, 2 * group + micro))
     t = np.array(truth)

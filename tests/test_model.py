@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from microseg.model import objectives
+from microseg.model import layout, objectives
 from microseg.model.batch import left_align, valid_span
 from microseg.model.networks import FeedForwardEncoder, LSTMEncoder, batch_of, build_model
 from microseg.model.shape import trajectory_shape
 
-C = 2                       # classes: features are [log spend C][share C][log count C][3 account]
-F = 3 * C + 3
+C = 2                       # classes: features are [log spend C][share C][log count C][3 account][2 calendar]
+F = layout.n_features(C)
+EMBEDDINGS = ("last", "last_cell", "pooled", "seasonal")
 
 
 def spec(**kw):
@@ -23,7 +24,7 @@ def months(active: list[list[int]], seed: int = 0) -> torch.Tensor:
 
 def test_padding_before_and_after_the_history_changes_nothing():
     torch.manual_seed(0)
-    for embedding in ("last", "last_cell", "pooled"):
+    for embedding in EMBEDDINGS:
         m = LSTMEncoder(spec(embedding=embedding))
         core = months([[1, 1, 1]])
         padded = torch.zeros(1, 8, F)
@@ -57,8 +58,13 @@ def test_scaling_lives_inside_the_model():
 
 def test_embedding_options_and_any_length():
     x = months([[1] * 9, [0, 0, 1, 1, 1, 1, 1, 1, 1]])
-    widths = {e: LSTMEncoder(spec(embedding=e)).embed(x).shape for e in ("last", "last_cell", "pooled")}
-    assert widths == {"last": (2, 4), "last_cell": (2, 8), "pooled": (2, 8)}
+    widths = {e: LSTMEncoder(spec(embedding=e)).encode(batch_of(x))[1].shape for e in EMBEDDINGS}
+    assert widths == {"last": (2, 4), "last_cell": (2, 8), "pooled": (2, 8), "seasonal": (2, 24)}
+
+
+def test_a_feature_width_from_before_the_calendar_columns_is_refused():
+    with pytest.raises(ValueError, match="rebuild gold.sequences"):
+        LSTMEncoder(spec(n_features=3 * C + 3))
 
 
 def test_objectives_resolve_presets_sums_and_mappings():
@@ -130,10 +136,15 @@ def test_feedforward_takes_customer_level_parts_only_and_ignores_month_order():
         build_model({"kind": "feedforward", "n_features": F, "months": 6, "objective": "next"})
 
 
+def calendar(first_month: int, n: int) -> torch.Tensor:
+    """[1, n] calendar angles of n months from ``first_month`` (0: January)."""
+    return (torch.arange(n) + first_month).float().view(1, -1) * 2 * np.pi / 12
+
+
 def test_shape_reads_trend_season_and_level_of_each_class():
     t = torch.arange(12.)
-    shares = torch.stack([t / 12, torch.sin(2 * np.pi * (t - 11) / 6)], dim=-1).unsqueeze(0)
-    f = trajectory_shape(shares, torch.ones(1, 12)).view(8, 2)      # parts x classes
+    shares = torch.stack([t / 12, torch.sin(2 * np.pi * t / 6)], dim=-1).unsqueeze(0)
+    f = trajectory_shape(shares, torch.ones(1, 12), calendar(0, 12)).view(8, 2)      # parts x classes
     mean, vol, trend, sin6, cos6, sin12, cos12, level = f
     assert trend[0].item() == pytest.approx(1.0, abs=1e-5)           # +1/12 a month = +1 a year
     assert level[0].item() == pytest.approx(8 / 12, abs=1e-5)             # mean of months 8-11 minus 0-3
@@ -141,15 +152,43 @@ def test_shape_reads_trend_season_and_level_of_each_class():
     assert abs(sin6[0].item()) < abs(sin6[1].item())
 
 
-def test_embeddings_lie_as_far_apart_as_the_predicted_long_run_shapes():
+def test_the_seasonal_phase_is_the_calendar_s_whichever_month_a_window_ends_in():
+    """Two customers who buy more in the same calendar months get the same seasonal
+    projections though one window ends three months later (phase read back from each
+    window's end, they differed); a customer peaking three months later does not."""
+    def season(first_month: int, peak_shift: int, n: int = 12) -> torch.Tensor:
+        cal = calendar(first_month, n)
+        shares = torch.sin(cal * 2 - peak_shift * np.pi / 3).unsqueeze(-1)     # a 6-month cycle on the calendar
+        return trajectory_shape(shares, torch.ones(1, n), cal).view(8)[3:5]   # sin6, cos6
+    torch.testing.assert_close(season(0, 0), season(3, 0), atol=1e-5, rtol=0)
+    assert (season(0, 0) - season(0, 3)).abs().max() > 1.0
+
+def test_embeddings_lie_as_far_apart_as_the_standardised_predicted_long_run_shapes():
     torch.manual_seed(3)
-    m = LSTMEncoder(spec(objective="profile", hidden=6))
     x = torch.rand(7, 6, F) + 0.1
+    for hidden, embedding in ((6, "last"), (4, "seasonal")):      # state narrower, then wider than the 16 shapes
+        m = LSTMEncoder(spec(objective="profile", hidden=hidden, embedding=embedding))
+        m.shape_var.copy_(torch.rand(16) + 0.01)                  # as training leaves it: each output's variance
+        with torch.no_grad():
+            emb, state = m.embed(x), m.encode(batch_of(x))[1]
+            shapes = m(batch_of(x))["shape"] / m.shape_var.sqrt()
+        torch.testing.assert_close(torch.cdist(emb, emb), torch.cdist(shapes, shapes), atol=1e-5, rtol=1e-4)
+        assert emb.shape[1] == min(state.shape[1], 16)
+        assert not torch.allclose(torch.cdist(emb, emb), torch.cdist(state, state))
+    plain = LSTMEncoder(spec(objective="next", hidden=6))
+    torch.testing.assert_close(plain.embed(x), plain.encode(batch_of(x))[1])      # no shape part: the state
+
+
+def test_training_tracks_the_variance_of_each_shape_output_and_scoring_leaves_it():
+    torch.manual_seed(4)
+    m = LSTMEncoder(spec(objective="shape"))
+    b = batch_of(torch.rand(64, 6, F) + 0.1)
+    for _ in range(1200):                                           # momentum 0.02: the start (1.0) fades
+        objectives.loss(m, b)
     with torch.no_grad():
-        emb, state = m.embed(x), m.encode(batch_of(x))[1]
-        shapes = m(batch_of(x))["shape"]
-    torch.testing.assert_close(torch.cdist(emb, emb), torch.cdist(shapes, shapes), atol=1e-5, rtol=1e-4)
-    assert torch.linalg.matrix_rank(m.shape_metric()) == 6        # invertible: the state is all there
-    assert not torch.allclose(torch.cdist(emb, emb), torch.cdist(state, state))
-    for plain in (LSTMEncoder(spec(objective="next", hidden=6)), LSTMEncoder(spec(objective="shape", hidden=32))):
-        torch.testing.assert_close(plain.embed(x), plain.encode(batch_of(x))[1])   # no shape part; head too narrow
+        expected = m(b)["shape"].var(dim=0)
+    torch.testing.assert_close(m.shape_var, expected, rtol=1e-3, atol=1e-9)
+    m.eval()
+    before = m.shape_var.clone()
+    objectives.loss(m, batch_of(torch.rand(64, 6, F)))
+    torch.testing.assert_close(m.shape_var, before, rtol=0, atol=0)

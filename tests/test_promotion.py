@@ -9,14 +9,14 @@ import torch
 
 from microseg import tracking
 from microseg.config import load_config
-from microseg.model import objectives
+from microseg.model import layout, objectives
 from microseg.model.data import to_batch
 from microseg.model.networks import LSTMEncoder
 from microseg.model.train import state_bytes
 from microseg.stages.model import scorer
 
 T, C = 6, 2
-F = 3 * C + 3
+F = layout.n_features(C)
 RECORD = {"objective": {"traits@0": 1.0}, "feature_names": [f"f{i}" for i in range(F)], "taxonomy_version": "t1"}
 
 

@@ -12,7 +12,7 @@ from microseg.score.embed import embed_customers
 
 def test_udf_embeddings_equal_the_plain_model(spark):
     torch.manual_seed(0)
-    t, f = 6, 9                                       # 2 classes: the shape metric applies
+    t, f = 6, 11                                      # 2 classes
     model = LSTMEncoder({"n_features": f, "hidden": 8, "months": t, "objective": "shape"})
     model.set_scaling(np.arange(f), np.full(f, 2.0))
     model.eval()

@@ -13,7 +13,7 @@ from microseg.model.launch import TrainingFailed, run_training
 from microseg.model.loaders import training_data
 from microseg.model.train import FAULT_ENV, TrainJob
 
-T, F, N = 4, 3, 512
+T, F, N = 4, 8, 512                 # 1 class: 3 class features, 3 account, 2 calendar
 PETASTORM = pytest.param("petastorm", marks=pytest.mark.skipif(
     importlib.util.find_spec("petastorm") is None, reason="petastorm is not installed (the Databricks runtime line)"))
 ARROW_ONLY = pytest.mark.parametrize("datasets", ["arrow"], indirect=True)

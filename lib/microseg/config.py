@@ -173,7 +173,7 @@ class ModelConfig(_Strict):
     layers: int = Field(2, ge=1)
     dropout: float = Field(0.0, ge=0, lt=1)
     objective: str | dict[str, float] = "profile"    # a named objective, or {part: weight} (model/objectives.py)
-    embedding: Literal["last", "last_cell", "pooled"] = "last"   # LSTM: which states make the customer vector
+    embedding: Literal["last", "last_cell", "pooled", "seasonal"] = "seasonal"   # LSTM: which states make the customer vector
     learning_rate: float = Field(0.005, gt=0)
     lr_step_epochs: int | None = Field(None, ge=1)   # StepLR: multiply by lr_gamma every n epochs
     lr_gamma: float = Field(0.5, gt=0, le=1)

@@ -4,7 +4,8 @@
 - ``static shares``: each class's mean share over the customer's valid months;
 - ``flattened monthly shares``: every month's class shares side by side (T x C values);
 - ``hand-made temporal``: per class the window mean, volatility, trend, 6- and 12-month
-  seasonal projections and level change (``model.shape``), each column standardised;
+  seasonal projections on the calendar and level change (``model.shape``), each column
+  standardised;
 - ``hand-made temporal on count shares``: the same of the class count shares, exactly what
   the ``shape`` objective's target is built from (so no learned shape can claim a view of
   the data the references lack).
@@ -20,15 +21,12 @@ import torch
 from sklearn.preprocessing import StandardScaler
 
 from microseg.evaluate.metrics import kmeans_labels
-from microseg.model.networks import N_ACCOUNT, batch_of
+from microseg.model.layout import account, month_angles, n_classes
+from microseg.model.networks import batch_of
 from microseg.model.shape import count_shares, trajectory_shape
 
 NAMES = ("static shares", "flattened monthly shares", "hand-made temporal", "hand-made temporal on count shares")
 BESPOKE = "bespoke GBM (RFM, class shares, balances)"
-
-
-def n_classes(n_features: int) -> int:
-    return (n_features - N_ACCOUNT) // 3
 
 
 def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -36,10 +34,10 @@ def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
     c = n_classes(x.shape[2])
     batch = batch_of(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     shares = batch.x[..., c:2 * c]
-    v = batch.valid.unsqueeze(-1)
+    v, angles = batch.valid.unsqueeze(-1), month_angles(batch.x)
     static = (shares * v).sum(1) / v.sum(1).clamp(min=1.0)
-    temporal = trajectory_shape(shares, batch.valid).numpy().astype(np.float64)
-    counted = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid).numpy().astype(np.float64)
+    temporal = trajectory_shape(shares, batch.valid, angles).numpy().astype(np.float64)
+    counted = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid, angles).numpy().astype(np.float64)
     return {
         NAMES[0]: static.numpy().astype(np.float64),
         NAMES[1]: x[..., c:2 * c].reshape(len(x), -1).astype(np.float64),
@@ -72,8 +70,9 @@ def bespoke_aggregates(x: np.ndarray) -> tuple[np.ndarray, list[str]]:
     last = np.where(active, t, -1).max(1)
     spend = np.expm1(x[..., :c])
     shares = spend.sum(1) / np.maximum(spend.sum((1, 2)), 1e-9)[:, None]
-    balance = np.sign(x[..., -1]) * np.expm1(np.abs(x[..., -1]))
-    income, outflow = np.expm1(x[..., -3]), np.expm1(x[..., -2])
+    log_income, log_outflow, slog_balance = np.moveaxis(account(torch.from_numpy(x)).numpy(), -1, 0)
+    balance = np.sign(slog_balance) * np.expm1(np.abs(slog_balance))
+    income, outflow = np.expm1(log_income), np.expm1(log_outflow)
 
     def stats(v: np.ndarray) -> list[np.ndarray]:
         mean = (v * active).sum(1) / n

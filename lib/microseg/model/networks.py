@@ -14,10 +14,10 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from microseg.model import objectives
+from microseg.model import layout
 from microseg.model.batch import Batch, left_align
 
 N_TRAITS = 5
-N_ACCOUNT = 3     # log income, log outflow, signed log balance after the per-class blocks
 
 
 def activity(x: torch.Tensor) -> torch.Tensor:
@@ -39,13 +39,17 @@ class _Encoder(nn.Module):
         super().__init__()
         self.spec = spec
         n_features = spec["n_features"]
-        self.n_classes = (n_features - N_ACCOUNT) // 3
+        self.n_classes = layout.n_classes(n_features)
         self.objective = objectives.resolve(spec["objective"])
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
+        if "shape" in self.objective:     # running variance of each shape output in training (``objectives.loss``)
+            self.register_buffer("shape_var", torch.ones(objectives.part_width("shape", N_TRAITS, self.n_classes,
+                                                                                spec["months"], layout.N_ACCOUNT)))
         self.heads = nn.ModuleDict({
             part.replace("@", "_"): nn.Linear(step_width if objectives.is_step_part(part) else embed_width,
-                                              objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"], N_ACCOUNT))
+                                              objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"],
+                                                                    layout.N_ACCOUNT))
             for part in self.objective})
 
     def set_scaling(self, mean, std) -> None:
@@ -59,7 +63,7 @@ class _Encoder(nn.Module):
         """The scaled class-share block [B, T, C] and account block [B, T, N_ACCOUNT] of raw
         features (zero where padded)."""
         c, scaled = self.n_classes, self.scale(x) * activity(x).unsqueeze(-1)
-        return scaled[..., c:2 * c], scaled[..., 3 * c:]
+        return scaled[..., c:2 * c], layout.account(scaled)
 
     def encode(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         raise NotImplementedError
@@ -80,33 +84,36 @@ class _Encoder(nn.Module):
         on the state reads cash flow and spending alike; the shape metric shrinks what the
         shape head does not read)."""
         state = self.encode(batch_of(x))[1]
-        return (state @ self.shape_metric() if self.in_shape_metric() else state), state
-
-    def in_shape_metric(self) -> bool:
-        """Whether ``embed`` maps the state by ``shape_metric``: with a shape part whose head
-        has at least as many outputs as the state has dimensions (else the map would drop some)."""
-        return "shape" in self.objective and self.heads["shape"].out_features >= self.heads["shape"].in_features
+        return (state @ self.shape_metric() if "shape" in self.objective else state), state
 
     def shape_metric(self) -> torch.Tensor:
-        """[E, E] ``V S`` of the shape head's weights ``W = U S V^T``: customer states ``h``
-        mapped by it lie as far apart as their predicted long-run shapes ``W h`` (squared
-        distance ``(h1 - h2)^T W^T W (h1 - h2)``), so segments group by the spending
-        behaviour the head reads from the state, not by whatever else (cash flow) the state
-        also carries; the map is invertible, so nothing is lost downstream. A constant of
-        the weights (no gradient); columns signed so their largest entry is positive."""
-        _, s, vt = torch.linalg.svd(self.heads["shape"].weight.detach(), full_matrices=False)
+        """[E, min(E, D)] ``V S`` of the shape head's weights ``W = U S V^T`` ([D, E]):
+        customer states ``h`` mapped by it lie as far apart as their predicted long-run
+        shapes ``W h`` (squared distance ``(h1 - h2)^T W^T W (h1 - h2)``), so segments group
+        by the spending behaviour the head reads from the state, not by whatever else (cash
+        flow) the state also carries; downstream models read the state itself
+        (``vectors``). A constant of the weights (no gradient); columns signed so their
+        largest entry is positive."""
+        w = self.heads["shape"].weight.detach() / self.shape_var.clamp(min=1e-12).sqrt().unsqueeze(-1)
+        _, s, vt = torch.linalg.svd(w, full_matrices=False)
         v = vt.T * s
         return v * torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
 
 
+EMBEDDING_WIDTH = {"last": 1, "last_cell": 2, "pooled": 2, "seasonal": 6}   # x hidden
+
+
 class LSTMEncoder(_Encoder):
     """An LSTM over each customer's valid months; the customer vector is the last hidden
-    state (``embedding: last``), with the last cell state (``last_cell``), or with the mean
-    hidden state over the valid months (``pooled``).
+    state (``embedding: last``), with the last cell state (``last_cell``), with the mean
+    hidden state over the valid months (``pooled``), or that and the hidden states' 6- and
+    12-month projections on the calendar (``seasonal``: how each state moves with the time of
+    year, so a seasonal pattern is a linear read-out rather than a sum the recurrence has
+    to carry to the last month).
 
-    >>> m = LSTMEncoder({"n_features": 9, "hidden": 8, "objective": "next+shape", "months": 6})
-    >>> b = batch_of(torch.rand(2, 6, 9))
-    >>> m.embed(torch.rand(2, 6, 9)).shape, {k: v.shape[-1] for k, v in m(b).items()}
+    >>> m = LSTMEncoder({"n_features": 11, "hidden": 8, "objective": "next+shape", "months": 6})
+    >>> b = batch_of(torch.rand(2, 6, 11))
+    >>> m.embed(torch.rand(2, 6, 11)).shape, {k: v.shape[-1] for k, v in m(b).items()}
     (torch.Size([2, 8]), {'traits@1': 5, 'shape': 16})
     """
 
@@ -115,7 +122,7 @@ class LSTMEncoder(_Encoder):
     def __init__(self, spec: dict):
         spec = {"kind": "lstm", "hidden": 32, "layers": 1, "dropout": 0.0, "embedding": "last", **spec}
         hidden = spec["hidden"]
-        super().__init__(spec, hidden, hidden * (1 if spec["embedding"] == "last" else 2))
+        super().__init__(spec, hidden, hidden * EMBEDDING_WIDTH[spec["embedding"]])
         self.lstm = nn.LSTM(spec["n_features"], hidden, num_layers=spec["layers"], batch_first=True,
                             dropout=spec["dropout"] if spec["layers"] > 1 else 0.0)
 
@@ -127,10 +134,16 @@ class LSTMEncoder(_Encoder):
         last = h[-1]
         if self.spec["embedding"] == "last_cell":
             return steps, torch.cat([last, c[-1]], dim=-1)
-        if self.spec["embedding"] == "pooled":
-            pooled = steps.sum(1) / batch.lengths.unsqueeze(-1).to(steps.dtype)
-            return steps, torch.cat([last, pooled], dim=-1)
-        return steps, last
+        if self.spec["embedding"] == "last":
+            return steps, last
+        n = batch.lengths.unsqueeze(-1).to(steps.dtype)
+        pooled = [last, steps.sum(1) / n]
+        if self.spec["embedding"] == "seasonal":
+            angles = layout.month_angles(batch.x).unsqueeze(-1)
+            for period in (6.0, 12.0):
+                a = angles * (12.0 / period)
+                pooled += [2.0 * (steps * torch.sin(a)).sum(1) / n, 2.0 * (steps * torch.cos(a)).sum(1) / n]
+        return steps, torch.cat(pooled, dim=-1)
 
 
 class FeedForwardEncoder(_Encoder):
@@ -138,8 +151,8 @@ class FeedForwardEncoder(_Encoder):
     months), ``layers`` hidden layers; the customer vector is the last hidden layer's
     activations. Only customer-level objective parts apply (no per-month states).
 
-    >>> m = FeedForwardEncoder({"n_features": 9, "hidden": 8, "objective": "window_traits", "months": 6})
-    >>> m.embed(torch.rand(2, 6, 9)).shape
+    >>> m = FeedForwardEncoder({"n_features": 11, "hidden": 8, "objective": "window_traits", "months": 6})
+    >>> m.embed(torch.rand(2, 6, 11)).shape
     torch.Size([2, 8])
     """
 

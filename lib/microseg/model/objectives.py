@@ -41,6 +41,7 @@ import re
 import torch
 
 from microseg.model.batch import Batch
+from microseg.model.layout import month_angles
 from microseg.model.shape import PARTS as SHAPE_PARTS
 from microseg.model.shape import count_shares, trajectory_shape
 
@@ -121,10 +122,10 @@ def targets(part: str, batch: Batch, shares: torch.Tensor, account: torch.Tensor
         return shares.flatten(1), mask.flatten(1)
     if part == "shape":
         c = shares.shape[-1]
-        y = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid)
+        y = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid, month_angles(batch.x))
         return y, torch.ones_like(y)
     if part == "account":
-        y = trajectory_shape(account, batch.valid)
+        y = trajectory_shape(account, batch.valid, month_angles(batch.x))
         return y, torch.ones_like(y)
     w = batch.trait_mask.unsqueeze(-1)
     y = (batch.traits * w).sum(1) / w.sum(1).clamp(min=1.0)
@@ -143,6 +144,14 @@ def part_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return se / var.detach().clamp(min=1e-6)
 
 
+def track_variance(running: torch.Tensor, values: torch.Tensor, momentum: float = 0.02) -> None:
+    """Update ``running`` (in place, as batch norm does) with the batch variance of each
+    column of ``values`` [B, D] (the shape head's outputs: ``shape_metric`` standardises by it)."""
+    if len(values) > 1:
+        with torch.no_grad():
+            running.lerp_(values.detach().var(dim=0), momentum)
+
+
 def loss(model, batch: Batch, forward=None) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted objective of ``model`` on ``batch``, and each part's loss; ``forward``
     runs the model when it is wrapped (e.g. DistributedDataParallel)."""
@@ -150,7 +159,10 @@ def loss(model, batch: Batch, forward=None) -> tuple[torch.Tensor, dict[str, flo
     shares, account = model.scaled_blocks(batch.x)
     total, parts = 0.0, {}
     for part, weight in model.objective.items():
-        value = part_loss(preds[part], *targets(part, batch, shares, account))
+        target, mask = targets(part, batch, shares, account)
+        if part == "shape" and model.training:
+            track_variance(model.shape_var, preds[part])
+        value = part_loss(preds[part], target, mask)
         parts[part] = float(value.detach())
         total = total + weight * value
     return total / sum(model.objective.values()), parts

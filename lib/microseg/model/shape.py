@@ -1,18 +1,22 @@
 """The long-run shape of monthly class shares: per class, the window mean, volatility,
-trend, 6- and 12-month seasonal projections and the change of level between the first and
-last third of the history.
+trend, 6- and 12-month seasonal projections on the calendar and the change of level between
+the first and last third of the history.
 
 One function serves twice: as the ``shape`` objective's target (the encoder learns to carry
 the trajectory's shape of its class *count* shares in its hidden state) and as the
 evaluation's hand-made temporal reference features on the class (amount) shares (what a
 person would compute instead of training anything).
-Months are left-aligned (``model.batch``); the seasonal phase is measured back from each
-customer's last valid month.
+Months are left-aligned (``model.batch``); the seasonal projections are on each month's
+calendar angle (``model.layout.month_angles``: January 0), so two customers whose spending
+peaks in the same months share a phase whichever month their windows end in (measured back
+from each customer's last month instead, the phase turned with the reference month and the
+planted seasonal micro-segments smeared into rings: ARI 0.32 against 0.43 for the hand-made
+count-share features on the embedded default).
 
 >>> s = torch.tensor([[[0.], [1.], [2.], [3.]]])          # one customer, one class, a trend
->>> f = trajectory_shape(s, torch.ones(1, 4))
+>>> f = trajectory_shape(s, torch.ones(1, 4), torch.arange(4.).view(1, 4) * math.pi / 6)   # from January
 >>> [round(v, 3) + 0.0 for v in f[0].tolist()]            # mean, vol, trend/yr, 4 seasonal, level
-[1.5, 1.118, 12.0, 0.0, 1.75, 0.842, 0.842, 2.5]
+[1.5, 1.118, 12.0, 0.0, -1.75, 0.842, -0.842, 2.5]
 """
 
 from __future__ import annotations
@@ -40,8 +44,9 @@ def shape_names(classes: list[str]) -> list[str]:
     return [f"{part}__{c}" for part in PARTS for c in classes]
 
 
-def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """[B, T, C] shares over [B, T] left-aligned valid months -> [B, len(PARTS) * C]."""
+def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """[B, T, C] shares over [B, T] left-aligned valid months with their calendar ``angles``
+    [B, T] -> [B, len(PARTS) * C]."""
     v = valid.unsqueeze(-1)
     n = v.sum(dim=1).clamp(min=1.0)                                   # [B, 1]
     mean = (shares * v).sum(dim=1) / n
@@ -51,10 +56,9 @@ def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     p_mean = (p * v).sum(dim=1, keepdim=True) / n.unsqueeze(1)
     pc = (p - p_mean) * v
     trend = 12.0 * (pc * dev).sum(dim=1) / pc.pow(2).sum(dim=1).clamp(min=1e-6)   # per year
-    back = p - (n.unsqueeze(1) - 1.0)                                  # 0 at the last month, <0 before
     seasonal = []
     for period in (6.0, 12.0):
-        angle = 2 * math.pi * back / period
+        angle = angles.unsqueeze(-1) * (12.0 / period)
         seasonal += [2.0 * (torch.sin(angle) * dev).sum(dim=1) / n, 2.0 * (torch.cos(angle) * dev).sum(dim=1) / n]
     first = (p < n.unsqueeze(1) / 3.0).to(shares.dtype) * v
     last = (p >= 2.0 * n.unsqueeze(1) / 3.0).to(shares.dtype) * v

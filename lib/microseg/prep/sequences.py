@@ -7,7 +7,9 @@ features, the traits or the feature scaling. Each row holds flat float arrays (r
 month by month) so that Petastorm and the scoring UDF move one contiguous block per customer:
 
 - ``features``  [T x F]: per spend class log1p(spend), spend share, log1p(count); then
-  log1p(income), log1p(outflow), signed log1p(end balance);
+  log1p(income), log1p(outflow), signed log1p(end balance); then the calendar month as
+  sine and cosine of the month of the year (zero on months without activity, so a month
+  is active exactly where a feature is non-zero; ``model.layout``);
 - ``traits``    [T x 5]: each month's spending personality (the encoder's objective builds
   its targets from these and the features: ``model/objectives.py``);
 - ``trait_mask`` [T]: 1 where the month has a spending personality;
@@ -22,6 +24,7 @@ customers without activity in their window are left out.
 from __future__ import annotations
 
 import datetime as dt
+import math
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -31,6 +34,7 @@ from microseg.prep.stable import CENTS, exact_mean_std, exact_sum
 from microseg.taxonomy import TRAITS
 
 ACCOUNT_FEATURES = ("log_income", "log_outflow", "slog_balance")
+CALENDAR_FEATURES = ("month_sin", "month_cos")
 
 
 def feature_names(spend_classes: list[str]) -> list[str]:
@@ -39,6 +43,7 @@ def feature_names(spend_classes: list[str]) -> list[str]:
         + [f"share__{c}" for c in spend_classes]
         + [f"log_count__{c}" for c in spend_classes]
         + list(ACCOUNT_FEATURES)
+        + list(CALENDAR_FEATURES)
     )
 
 
@@ -96,6 +101,8 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     )
     tgt = [F.col(t) for t in TRAITS]
     zero = F.lit(0.0)
+    angle = (F.month("month") - 1) * F.lit(2 * math.pi / 12)
+    active = F.col("income").isNotNull()
     total = F.coalesce(F.col("total"), zero)
     features = (
         [F.log1p(F.coalesce(F.col(f"s{i}"), zero)) for i in range(len(spend_classes))]
@@ -104,6 +111,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
         + [F.log1p(F.coalesce(F.col(f"n{i}"), zero)) for i in range(len(spend_classes))]
         + [F.log1p(F.coalesce(F.col("income"), zero)), F.log1p(F.coalesce(F.col("outflow"), zero)),
            _slog(F.coalesce(F.col("end_balance"), zero))]
+        + [F.when(active, F.sin(angle)).otherwise(zero), F.when(active, F.cos(angle)).otherwise(zero)]
     )
     tgt_cols = [F.col(f"_y{i}") for i in range(len(TRAITS))]
     return (
@@ -111,7 +119,7 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
             "customer_id", "reference_month", "t",
             F.array(*[f.cast("float") for f in features]).alias("x"),
             *[c.alias(f"_y{i}") for i, c in enumerate(tgt)],
-            F.col("income").isNotNull().cast("float").alias("active"),
+            active.cast("float").alias("active"),
         )
         .withColumn("trait_mask", F.when(tgt_cols[0].isNotNull(), 1.0).otherwise(0.0).cast("float"))
         .withColumn("y", F.array(*[F.coalesce(c, zero).cast("float") for c in tgt_cols]))

@@ -280,7 +280,7 @@ def duckdb_reference(cfg: Settings, out: Path) -> float:
     outflow and end balance (last ``balance_after`` by booking_date, txn_id); the spending
     personality (spend-share-weighted Big Five coefficients from the taxonomy); each
     customer's reference month (``sequences.reference``: the first loan's month from the
-    loan book, or ``as_of``); per-month features (3 per spend class + 3 account features),
+    loan book, or ``as_of``); per-month features (3 per spend class + 3 account + 2 calendar),
     each month's traits and masks over the T months up to it; per-customer lists ordered by
     month, flattened, with length,
     active-month count, eligibility and a hashed split; feature mean/std over training

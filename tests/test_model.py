@@ -62,6 +62,19 @@ def test_embedding_options_and_any_length():
     assert widths == {"last": (2, 4), "last_cell": (2, 8), "pooled": (2, 8), "seasonal": (2, 24)}
 
 
+def test_the_seasonal_read_out_feeds_the_shape_head_and_downstream_models_get_last_and_mean():
+    torch.manual_seed(5)
+    x = months([[1] * 9, [0, 0, 1, 1, 1, 1, 1, 1, 1]])
+    m = LSTMEncoder(spec(objective="profile", embedding="seasonal"))
+    pooled = LSTMEncoder(spec(objective="profile", embedding="pooled"))
+    pooled.lstm.load_state_dict(m.lstm.state_dict())
+    vector = m.encode(batch_of(x))[1]
+    emb, state = m.vectors(x)
+    torch.testing.assert_close(state, pooled.encode(batch_of(x))[1])         # last and mean hidden state
+    torch.testing.assert_close(emb, vector @ m.shape_metric())               # segments: the whole read-out
+    assert vector.shape[1] == 24 and not torch.allclose(vector[:, 8:], torch.zeros(2, 16))
+
+
 def test_a_feature_width_from_before_the_calendar_columns_is_refused():
     with pytest.raises(ValueError, match="rebuild gold.sequences"):
         LSTMEncoder(spec(n_features=3 * C + 3))

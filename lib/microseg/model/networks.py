@@ -13,8 +13,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from microseg.model import objectives
-from microseg.model import layout
+from microseg.model import layout, objectives
 from microseg.model.batch import Batch, left_align
 
 N_TRAITS = 5
@@ -35,9 +34,10 @@ def batch_of(x: torch.Tensor, traits: torch.Tensor | None = None, trait_mask: to
 class _Encoder(nn.Module):
     """Scaling buffers, the objective's heads, and ``embed`` on raw [B, T, F] features."""
 
-    def __init__(self, spec: dict, step_width: int, embed_width: int):
+    def __init__(self, spec: dict, step_width: int, embed_width: int, state_width: int | None = None):
         super().__init__()
         self.spec = spec
+        self.state_width = state_width or embed_width   # the leading part of the customer vector downstream models read
         n_features = spec["n_features"]
         self.n_classes = layout.n_classes(n_features)
         self.objective = objectives.resolve(spec["objective"])
@@ -82,9 +82,11 @@ class _Encoder(nn.Module):
         """(``embed``'s vectors, the plain customer state) of raw features [B, T, F] in one
         pass: the first to segment by, the second for downstream models (a linear model
         on the state reads cash flow and spending alike; the shape metric shrinks what the
-        shape head does not read)."""
-        state = self.encode(batch_of(x))[1]
-        return (state @ self.shape_metric() if "shape" in self.objective else state), state
+        shape head does not read). The state is the customer vector's first
+        ``state_width`` values: with the ``seasonal`` read-out the last and mean hidden
+        states, without the calendar projections that serve the shape head."""
+        vector = self.encode(batch_of(x))[1]
+        return (vector @ self.shape_metric() if "shape" in self.objective else vector), vector[:, :self.state_width]
 
     def shape_metric(self) -> torch.Tensor:
         """[E, min(E, D)] ``V S`` of the shape head's weights ``W = U S V^T`` ([D, E]):
@@ -100,7 +102,8 @@ class _Encoder(nn.Module):
         return v * torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))
 
 
-EMBEDDING_WIDTH = {"last": 1, "last_cell": 2, "pooled": 2, "seasonal": 6}   # x hidden
+# x hidden; the state downstream models read is at most the first two (seasonal: last and mean)
+EMBEDDING_WIDTH = {"last": 1, "last_cell": 2, "pooled": 2, "seasonal": 6}
 
 
 class LSTMEncoder(_Encoder):
@@ -122,7 +125,8 @@ class LSTMEncoder(_Encoder):
     def __init__(self, spec: dict):
         spec = {"kind": "lstm", "hidden": 32, "layers": 1, "dropout": 0.0, "embedding": "last", **spec}
         hidden = spec["hidden"]
-        super().__init__(spec, hidden, hidden * EMBEDDING_WIDTH[spec["embedding"]])
+        super().__init__(spec, hidden, hidden * EMBEDDING_WIDTH[spec["embedding"]],
+                         hidden * min(EMBEDDING_WIDTH[spec["embedding"]], 2))
         self.lstm = nn.LSTM(spec["n_features"], hidden, num_layers=spec["layers"], batch_first=True,
                             dropout=spec["dropout"] if spec["layers"] > 1 else 0.0)
 

@@ -14,14 +14,12 @@ planted seasonal micro-segments smeared into rings: ARI 0.32 against 0.43 for th
 count-share features on the embedded default).
 
 >>> s = torch.tensor([[[0.], [1.], [2.], [3.]]])          # one customer, one class, a trend
->>> f = trajectory_shape(s, torch.ones(1, 4), torch.arange(4.).view(1, 4) * math.pi / 6)   # from January
+>>> f = trajectory_shape(s, torch.ones(1, 4), torch.arange(4.).view(1, 4) * torch.pi / 6)   # from January
 >>> [round(v, 3) + 0.0 for v in f[0].tolist()]            # mean, vol, trend/yr, 4 seasonal, level
 [1.5, 1.118, 12.0, 0.0, -1.75, 0.842, -0.842, 2.5]
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 

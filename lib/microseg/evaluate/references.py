@@ -70,7 +70,7 @@ def bespoke_aggregates(x: np.ndarray) -> tuple[np.ndarray, list[str]]:
     last = np.where(active, t, -1).max(1)
     spend = np.expm1(x[..., :c])
     shares = spend.sum(1) / np.maximum(spend.sum((1, 2)), 1e-9)[:, None]
-    log_income, log_outflow, slog_balance = np.moveaxis(account(torch.from_numpy(x)).numpy(), -1, 0)
+    log_income, log_outflow, slog_balance = np.moveaxis(account(x), -1, 0)
     balance = np.sign(slog_balance) * np.expm1(np.abs(slog_balance))
     income, outflow = np.expm1(log_income), np.expm1(log_outflow)
 

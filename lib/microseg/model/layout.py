@@ -35,8 +35,8 @@ def n_classes(n_features_: int) -> int:
     return c
 
 
-def account(x: torch.Tensor) -> torch.Tensor:
-    """The account block [..., N_ACCOUNT] of features [..., F]."""
+def account(x):
+    """The account block [..., N_ACCOUNT] of features [..., F] (a tensor or an array)."""
     c = n_classes(x.shape[-1])
     return x[..., 3 * c:3 * c + N_ACCOUNT]
 

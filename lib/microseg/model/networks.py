@@ -15,6 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from microseg.model import layout, objectives
 from microseg.model.batch import Batch, left_align
+from microseg.model.shape import calendar_projections
 
 N_TRAITS = 5
 
@@ -143,10 +144,7 @@ class LSTMEncoder(_Encoder):
         n = batch.lengths.unsqueeze(-1).to(steps.dtype)
         pooled = [last, steps.sum(1) / n]
         if self.spec["embedding"] == "seasonal":
-            angles = layout.month_angles(batch.x).unsqueeze(-1)
-            for period in (6.0, 12.0):
-                a = angles * (12.0 / period)
-                pooled += [2.0 * (steps * torch.sin(a)).sum(1) / n, 2.0 * (steps * torch.cos(a)).sum(1) / n]
+            pooled += calendar_projections(steps, layout.month_angles(batch.x), n)
         return steps, torch.cat(pooled, dim=-1)
 
 

@@ -42,6 +42,16 @@ def shape_names(classes: list[str]) -> list[str]:
     return [f"{part}__{c}" for part in PARTS for c in classes]
 
 
+def calendar_projections(values: torch.Tensor, angles: torch.Tensor, n: torch.Tensor) -> list[torch.Tensor]:
+    """The 6- and 12-month (sine, cosine) projections [B, D] of ``values`` [B, T, D] (zero
+    where padded) on the months' calendar ``angles`` [B, T], over ``n`` [B, 1] months."""
+    out = []
+    for period in (6.0, 12.0):
+        angle = angles.unsqueeze(-1) * (12.0 / period)
+        out += [2.0 * (torch.sin(angle) * values).sum(dim=1) / n, 2.0 * (torch.cos(angle) * values).sum(dim=1) / n]
+    return out
+
+
 def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """[B, T, C] shares over [B, T] left-aligned valid months with their calendar ``angles``
     [B, T] -> [B, len(PARTS) * C]."""
@@ -54,10 +64,7 @@ def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor, angles: torch.Te
     p_mean = (p * v).sum(dim=1, keepdim=True) / n.unsqueeze(1)
     pc = (p - p_mean) * v
     trend = 12.0 * (pc * dev).sum(dim=1) / pc.pow(2).sum(dim=1).clamp(min=1e-6)   # per year
-    seasonal = []
-    for period in (6.0, 12.0):
-        angle = angles.unsqueeze(-1) * (12.0 / period)
-        seasonal += [2.0 * (torch.sin(angle) * dev).sum(dim=1) / n, 2.0 * (torch.cos(angle) * dev).sum(dim=1) / n]
+    seasonal = calendar_projections(dev, angles, n)
     first = (p < n.unsqueeze(1) / 3.0).to(shares.dtype) * v
     last = (p >= 2.0 * n.unsqueeze(1) / 3.0).to(shares.dtype) * v
     level = ((shares * last).sum(dim=1) / last.sum(dim=1).clamp(min=1.0)

@@ -44,14 +44,13 @@ class _Encoder(nn.Module):
         self.objective = objectives.resolve(spec["objective"])
         self.register_buffer("mean", torch.zeros(n_features))
         self.register_buffer("std", torch.ones(n_features))
-        if "shape" in self.objective:     # running variance of each shape output in training (``objectives.loss``)
-            self.register_buffer("shape_var", torch.ones(objectives.part_width("shape", N_TRAITS, self.n_classes,
-                                                                                spec["months"], layout.N_ACCOUNT)))
         self.heads = nn.ModuleDict({
             part.replace("@", "_"): nn.Linear(step_width if objectives.is_step_part(part) else embed_width,
                                               objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"],
                                                                     layout.N_ACCOUNT))
             for part in self.objective})
+        if "shape" in self.objective:     # running variance of each shape output in training (``objectives.loss``)
+            self.register_buffer("shape_var", torch.ones(self.heads["shape"].out_features))
 
     def set_scaling(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))

@@ -86,11 +86,16 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     account = monthly_account.join(cells, keys, "left_semi")
     grid = window.join(account.select("customer_id").distinct(), "customer_id", "left_semi")
 
-    spend = F.col("spend")
-    pivot = monthly_spend.join(cells, keys, "left_semi").groupBy(*keys).agg(
-        *[F.sum(F.when(F.col("txn_class") == c, spend)).alias(f"s{i}") for i, c in enumerate(spend_classes)],
-        *[F.sum(F.when(F.col("txn_class") == c, F.col("n_tx"))).alias(f"n{i}") for i, c in enumerate(spend_classes)],
-        exact_sum(spend, CENTS, "spend of silver.monthly_spend").alias("total"),
+    # silver.monthly_spend holds one row per class bought: collected into a class -> (spend,
+    # n_tx) map per month, then read out per class (two aggregates, not two per class)
+    by_class = monthly_spend.join(cells, keys, "left_semi").groupBy(*keys).agg(
+        F.map_from_entries(F.collect_list(F.struct("txn_class", F.struct("spend", "n_tx")))).alias("_m"),
+        exact_sum(F.col("spend"), CENTS, "spend of silver.monthly_spend").alias("total"),
+    )
+    pivot = by_class.select(
+        *keys, "total",
+        *[F.col("_m")[c]["spend"].alias(f"s{i}") for i, c in enumerate(spend_classes)],
+        *[F.col("_m")[c]["n_tx"].alias(f"n{i}") for i, c in enumerate(spend_classes)],
     )
     traits = personality.select("customer_id", "month", *TRAITS)
     rows = (

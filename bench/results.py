@@ -65,7 +65,7 @@ def readme_table(data: dict) -> str:
             runs.setdefault(fig.get("bench", ""), []).append(name)
     lines = [BEGIN, "", "| figure | value | unit | run |", "|---|---:|---|---|"]
     for bench in sorted(runs):
-        run = (f"`make bench ARGS=\"--only {bench}\"` at {data[bench + '.commit']['value'][:12]}, "
+        run = (f"`make bench`, benchmark `{bench}`, at {data[bench + '.commit']['value'][:12]}, "
                f"{data[bench + '.date']['value']}") if bench else "recorded before runs were stamped"
         lines += [f"| `{n}` | {_format(data[n]['value'])} | {data[n]['unit']} | {run} |" for n in sorted(runs[bench])]
     return "\n".join(lines + ["", END])

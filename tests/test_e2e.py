@@ -287,7 +287,8 @@ def test_report_flow_evaluates_every_variant_and_logs_the_page(runs):
     runs_of = {(r["variant"], r["seed"]) for r in ev["objectives"] if r["measure"] == "ari_micro"}
     assert runs_of >= {(o, s) for o in ("next", "shape") for s in (small.cfg.seed, small.cfg.seed + 1)}
     assert {r["variant"] for r in ev["objectives"] if r["kind"] == "reference"} == {
-        "static shares", "flattened monthly shares", "hand-made temporal", "hand-made temporal on count shares"}
+        "static shares", "flattened monthly shares", "hand-made temporal", "hand-made temporal on count shares",
+        "hand-made temporal on count shares, reliability-weighted"}
     assert ev["surrogate"]["rows"] == ev["meta"]["customers_in_sample"] > 0
     html = Path(out["render"]["report"]).read_text()
     assert html.count("data:image/png;base64,") == 7 and "What the segments are" in html

@@ -194,9 +194,9 @@ def granularity(lstm, ff, traits, ff_coarse=0.95, coarse=0.99):
     return pd.DataFrame(rows)
 
 
-def objective_rows(static, flat, hand, counted):
+def objective_rows(static, flat, hand, counted, weighted=0.6):
     return pd.DataFrame([{"variant": n, "kind": "reference", "seed": 1, "measure": "ari_micro", "value": v}
-                         for n, v in zip(references.NAMES, (static, flat, hand, counted))])
+                         for n, v in zip(references.NAMES, (static, flat, hand, counted, weighted), strict=True)])
 
 
 def paired_rows(low, high, lift_low=-0.01):
@@ -245,14 +245,15 @@ def test_claims_follow_the_numbers():
     got = claims.tolist()
     assert got[:2] == [True, True]                          # beats simple refs, >= hand-made on class shares
     assert got[2] is False                                  # below hand-made on count shares (0.5 < 0.55)
-    assert got[3:6] == [True, True, True]                   # coarse, paper x2
-    assert got[6] is True                                   # not degenerate
-    assert got[7] is True and got[8] is False               # as good as bespoke; the lift's interval holds 0
-    assert got[9] is None                                   # no liquidity results: not checkable
-    worse = check_claims(granularity(0.41, 0.45, 0.2, coarse=0.9), objective_rows(0.2, 0.4, 0.6, 0.3),
+    assert got[3] is False                                  # below them reliability-weighted (0.5 < 0.6)
+    assert got[4:7] == [True, True, True]                   # coarse, paper x2
+    assert got[7] is True                                   # not degenerate
+    assert got[8] is True and got[9] is False               # as good as bespoke; the lift's interval holds 0
+    assert got[10] is None                                  # no liquidity results: not checkable
+    worse = check_claims(granularity(0.41, 0.45, 0.2, coarse=0.9), objective_rows(0.2, 0.4, 0.6, 0.3, 0.35),
                          paired_rows(-0.08, -0.01, lift_low=0.01), "1 shape")["held"].tolist()
-    assert worse[:5] == [False, False, True, False, False]  # 0.41 does not clear 0.40 by the margin
-    assert worse[7] is False and worse[8] is True
+    assert worse[:6] == [False, False, True, True, False, False]  # 0.41 does not clear 0.40 by the margin
+    assert worse[8] is False and worse[9] is True
     no_truth = check_claims(granularity(np.nan, np.nan, np.nan), pd.DataFrame(columns=["variant", "kind", "seed",
                             "measure", "value"]), paired_rows(-0.01, 0.01), "1 shape")
     assert no_truth["held"].iloc[0] is None and no_truth["held"].iloc[1] is None

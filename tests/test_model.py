@@ -5,7 +5,7 @@ import torch
 from microseg.model import layout, objectives
 from microseg.model.batch import left_align, valid_span
 from microseg.model.networks import FeedForwardEncoder, LSTMEncoder, batch_of, build_model
-from microseg.model.shape import trajectory_shape
+from microseg.model.shape import PARTS, reliability, trajectory_shape
 
 C = 2                       # classes: features are [log spend C][share C][log count C][3 account][2 calendar]
 F = layout.n_features(C)
@@ -176,15 +176,18 @@ def test_the_seasonal_phase_is_the_calendar_s_whichever_month_a_window_ends_in()
     torch.testing.assert_close(season(0, 0), season(3, 0), atol=1e-5, rtol=0)
     assert (season(0, 0) - season(0, 3)).abs().max() > 1.0
 
-def test_embeddings_lie_as_far_apart_as_the_standardised_predicted_long_run_shapes():
+def test_embeddings_lie_as_far_apart_as_the_reliability_weighted_standardised_predicted_shapes():
     torch.manual_seed(3)
     x = torch.rand(7, 6, F) + 0.1
     for hidden, embedding in ((6, "last"), (4, "seasonal")):      # state narrower, then wider than the 16 shapes
         m = LSTMEncoder(spec(objective="profile", hidden=hidden, embedding=embedding))
         m.shape_var.copy_(torch.rand(16) + 0.01)                  # as training leaves it: each output's variance
+        m.shape_halves[4].copy_(torch.rand(16))                   # ... and the target's split-half moments
+        rel = reliability(m.shape_halves)
+        assert 0.0 < rel.min() < rel.max() < 1.0
         with torch.no_grad():
             emb, state = m.embed(x), m.encode(batch_of(x))[1]
-            shapes = m(batch_of(x))["shape"] / m.shape_var.sqrt()
+            shapes = m(batch_of(x))["shape"] / m.shape_var.sqrt() * rel.sqrt()
         torch.testing.assert_close(torch.cdist(emb, emb), torch.cdist(shapes, shapes), atol=1e-5, rtol=1e-4)
         assert emb.shape[1] == min(state.shape[1], 16)
         assert not torch.allclose(torch.cdist(emb, emb), torch.cdist(state, state))
@@ -205,3 +208,38 @@ def test_training_tracks_the_variance_of_each_shape_output_and_scoring_leaves_it
     before = m.shape_var.clone()
     objectives.loss(m, batch_of(torch.rand(64, 6, F)))
     torch.testing.assert_close(m.shape_var, before, rtol=0, atol=0)
+
+
+def test_training_tracks_how_reliable_each_shape_target_is_across_halves_of_the_months():
+    """Class 0's count is each customer's own (steady over the months, different between
+    customers), class 1's is drawn afresh every month alike for all: the window mean of the
+    shares is the customer's, their trend and seasonal swings are the months' noise."""
+    g = torch.Generator().manual_seed(5)
+    n, t = 256, 12
+    own = torch.randint(1, 12, (n, 1), generator=g).float().expand(n, t)
+    noise = torch.randint(1, 12, (n, t), generator=g).float()
+    x = torch.rand(n, t, F, generator=g) + 0.1
+    x[..., 2 * C:3 * C] = torch.log1p(torch.stack([own, noise], dim=-1))
+    m = LSTMEncoder(spec(objective="shape", months=t))
+    assert torch.equal(reliability(m.shape_halves), torch.ones(len(PARTS) * C))   # untrained: every dimension alike
+    b = batch_of(x)
+    for _ in range(400):
+        objectives.loss(m, b)
+    rel = dict(zip([f"{p}__{c}" for p in PARTS for c in range(C)], reliability(m.shape_halves).tolist()))
+    assert rel["mean__0"] > 0.9 and rel["volatility__0"] > 0.5
+    assert max(rel[f"{p}__0"] for p in ("trend", "sin6", "cos6", "sin12", "cos12", "level_change")) < 0.4
+    m.eval()
+    before = m.shape_halves.clone()
+    objectives.loss(m, b)
+    assert torch.equal(m.shape_halves, before)                                  # scoring leaves it
+
+
+def test_weights_saved_before_the_reliability_was_kept_load_with_reliability_one():
+    m = LSTMEncoder(spec(objective="profile"))
+    state = {k: v for k, v in m.state_dict().items() if k != "shape_halves"}
+    fresh = LSTMEncoder(spec(objective="profile"))
+    fresh.shape_halves[4].zero_()
+    fresh.load_state_dict(state)
+    assert torch.equal(reliability(fresh.shape_halves), torch.ones(len(PARTS) * C))
+    with pytest.raises(RuntimeError, match="heads.shape.weight"):
+        fresh.load_state_dict({k: v for k, v in state.items() if k != "heads.shape.weight"})

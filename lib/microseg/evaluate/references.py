@@ -8,7 +8,11 @@
   standardised;
 - ``hand-made temporal on count shares``: the same of the class count shares, exactly what
   the ``shape`` objective's target is built from (so no learned shape can claim a view of
-  the data the references lack).
+  the data the references lack);
+- ``... reliability-weighted``: those columns each also multiplied by the square root of
+  their split-half reliability (``model.shape.reliability``), the weighting the encoder's
+  ``shape_metric`` applies: what the learned metric would give hand-made features, so a
+  learned model is also judged without its metric's advantage.
 
 And the two-level clustering that judges any representation at the planted granularity
 (coarse k, then the same micro k inside each coarse cluster).
@@ -23,26 +27,30 @@ from sklearn.preprocessing import StandardScaler
 from microseg.evaluate.metrics import kmeans_labels
 from microseg.model.layout import account, month_angles, n_classes
 from microseg.model.networks import batch_of
-from microseg.model.shape import count_shares, trajectory_shape
+from microseg.model.shape import count_shares, half_moments, reliability, trajectory_shape
 
-NAMES = ("static shares", "flattened monthly shares", "hand-made temporal", "hand-made temporal on count shares")
+NAMES = ("static shares", "flattened monthly shares", "hand-made temporal", "hand-made temporal on count shares",
+         "hand-made temporal on count shares, reliability-weighted")
 BESPOKE = "bespoke GBM (RFM, class shares, balances)"
 
 
 def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
-    """The three references for raw features ``x`` [n, T, F] (float32)."""
+    """The references for raw features ``x`` [n, T, F] (float32)."""
     c = n_classes(x.shape[2])
     batch = batch_of(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
     shares = batch.x[..., c:2 * c]
     v, angles = batch.valid.unsqueeze(-1), month_angles(batch.x)
     static = (shares * v).sum(1) / v.sum(1).clamp(min=1.0)
     temporal = trajectory_shape(shares, batch.valid, angles).numpy().astype(np.float64)
-    counted = trajectory_shape(count_shares(batch.x[..., 2 * c:3 * c]), batch.valid, angles).numpy().astype(np.float64)
+    counts = count_shares(batch.x[..., 2 * c:3 * c])
+    counted = trajectory_shape(counts, batch.valid, angles).numpy().astype(np.float64)
+    weights = reliability(half_moments(counts.double(), batch.valid.double(), angles.double())).sqrt().numpy()
     return {
         NAMES[0]: static.numpy().astype(np.float64),
         NAMES[1]: x[..., c:2 * c].reshape(len(x), -1).astype(np.float64),
         NAMES[2]: StandardScaler().fit_transform(temporal),
         NAMES[3]: StandardScaler().fit_transform(counted),
+        NAMES[4]: StandardScaler().fit_transform(counted) * weights,
     }
 
 

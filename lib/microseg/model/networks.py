@@ -15,7 +15,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from microseg.model import layout, objectives
 from microseg.model.batch import Batch, left_align
-from microseg.model.shape import calendar_projections
+from microseg.model.shape import NEUTRAL_MOMENTS, calendar_projections, reliability
 
 N_TRAITS = 5
 
@@ -49,8 +49,22 @@ class _Encoder(nn.Module):
                                               objectives.part_width(part, N_TRAITS, self.n_classes, spec["months"],
                                                                     layout.N_ACCOUNT))
             for part in self.objective})
-        if "shape" in self.objective:     # running variance of each shape output in training (``objectives.loss``)
-            self.register_buffer("shape_var", torch.ones(self.heads["shape"].out_features))
+        if "shape" in self.objective:     # running statistics kept in training (``objectives.loss``)
+            d = self.heads["shape"].out_features
+            self.register_buffer("shape_var", torch.ones(d))            # each shape output's variance
+            self.register_buffer("shape_halves", self._neutral_halves(d))   # the target's split-half moments
+
+    @staticmethod
+    def _neutral_halves(d: int) -> torch.Tensor:
+        return torch.tensor(NEUTRAL_MOMENTS).unsqueeze(-1).repeat(1, d)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Weights saved before the split-half moments were kept load with reliability 1
+        everywhere (the metric they were registered with)."""
+        key = prefix + "shape_halves"
+        if hasattr(self, "shape_halves") and key not in state_dict and prefix + "shape_var" in state_dict:
+            state_dict[key] = self._neutral_halves(self.shape_halves.shape[1])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def set_scaling(self, mean, std) -> None:
         self.mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
@@ -89,14 +103,19 @@ class _Encoder(nn.Module):
         return (vector @ self.shape_metric() if "shape" in self.objective else vector), vector[:, :self.state_width]
 
     def shape_metric(self) -> torch.Tensor:
-        """[E, min(E, D)] ``V S`` of the shape head's weights ``W = U S V^T`` ([D, E]):
-        customer states ``h`` mapped by it lie as far apart as their predicted long-run
-        shapes ``W h`` (squared distance ``(h1 - h2)^T W^T W (h1 - h2)``), so segments group
-        by the spending behaviour the head reads from the state, not by whatever else (cash
-        flow) the state also carries; downstream models read the state itself
-        (``vectors``). A constant of the weights (no gradient); columns signed so their
-        largest entry is positive."""
-        w = self.heads["shape"].weight.detach() / self.shape_var.clamp(min=1e-12).sqrt().unsqueeze(-1)
+        """[E, min(E, D)] ``V S`` of the shape head's weights ``W = U S V^T`` ([D, E]), each
+        output divided by its standard deviation and multiplied by the square root of its
+        target's split-half reliability (``model.shape.reliability``): customer states
+        ``h`` mapped by it lie as far apart as their predicted long-run shapes ``W h``
+        (squared distance ``(h1 - h2)^T W^T W (h1 - h2)``), each dimension spreading as
+        much as it is the customer's rather than the months' noise. So segments group by
+        the spending behaviour the head reads from the state, not by whatever else (cash
+        flow) the state also carries, and a noisy trend of a small class does not count
+        as much as a steady mix; downstream models read the state itself (``vectors``). A
+        constant of the weights (no gradient); columns signed so their largest entry is
+        positive."""
+        scale = (reliability(self.shape_halves) / self.shape_var.clamp(min=1e-12)).sqrt()
+        w = self.heads["shape"].weight.detach() * scale.unsqueeze(-1)
         _, s, vt = torch.linalg.svd(w, full_matrices=False)
         v = vt.T * s
         return v * torch.sign(v.gather(0, v.abs().argmax(0, keepdim=True)))

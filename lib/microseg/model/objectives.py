@@ -41,9 +41,9 @@ import re
 import torch
 
 from microseg.model.batch import Batch
-from microseg.model.layout import month_angles
+from microseg.model.layout import month_angles, n_classes
 from microseg.model.shape import PARTS as SHAPE_PARTS
-from microseg.model.shape import count_shares, trajectory_shape
+from microseg.model.shape import count_shares, half_moments, trajectory_shape
 
 HORIZONS = (1, 3, 6)
 PRESETS: dict[str, dict[str, float]] = {
@@ -152,6 +152,16 @@ def track_variance(running: torch.Tensor, values: torch.Tensor, momentum: float 
             running.lerp_(values.detach().var(dim=0), momentum)
 
 
+def track_halves(running: torch.Tensor, batch: Batch, momentum: float = 0.02) -> None:
+    """Update ``running`` [5, D] (in place) with the batch's split-half moments of the
+    ``shape`` target (``model.shape.half_moments``): ``shape_metric`` weights each shape
+    dimension by the reliability they give."""
+    c = n_classes(batch.x.shape[-1])
+    with torch.no_grad():
+        shares = count_shares(batch.x[..., 2 * c:3 * c])
+        running.lerp_(half_moments(shares, batch.valid, month_angles(batch.x)), momentum)
+
+
 def loss(model, batch: Batch, forward=None) -> tuple[torch.Tensor, dict[str, float]]:
     """The weighted objective of ``model`` on ``batch``, and each part's loss; ``forward``
     runs the model when it is wrapped (e.g. DistributedDataParallel)."""
@@ -162,6 +172,7 @@ def loss(model, batch: Batch, forward=None) -> tuple[torch.Tensor, dict[str, flo
         target, mask = targets(part, batch, shares, account)
         if part == "shape" and model.training:
             track_variance(model.shape_var, preds[part])
+            track_halves(model.shape_halves, batch)
         value = part_loss(preds[part], target, mask)
         parts[part] = float(value.detach())
         total = total + weight * value

@@ -65,8 +65,37 @@ def trajectory_shape(shares: torch.Tensor, valid: torch.Tensor, angles: torch.Te
     pc = (p - p_mean) * v
     trend = 12.0 * (pc * dev).sum(dim=1) / pc.pow(2).sum(dim=1).clamp(min=1e-6)   # per year
     seasonal = calendar_projections(dev, angles, n)
-    first = (p < n.unsqueeze(1) / 3.0).to(shares.dtype) * v
-    last = (p >= 2.0 * n.unsqueeze(1) / 3.0).to(shares.dtype) * v
+    span = (p * v).amax(dim=1, keepdim=True) + 1.0                   # [B, 1, 1]: thirds of the span covered
+    first = (p < span / 3.0).to(shares.dtype) * v
+    last = (p >= 2.0 * span / 3.0).to(shares.dtype) * v
     level = ((shares * last).sum(dim=1) / last.sum(dim=1).clamp(min=1.0)
              - (shares * first).sum(dim=1) / first.sum(dim=1).clamp(min=1.0))
     return torch.cat([mean, vol, trend, *seasonal, level], dim=-1)
+
+
+NEUTRAL_MOMENTS = (0.0, 0.0, 1.0, 1.0, 1.0)    # E[a], E[b], E[a^2], E[b^2], E[ab]: reliability 1
+
+
+def half_moments(shares: torch.Tensor, valid: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """[5, D] moments over the batch (E[a], E[b], E[a^2], E[b^2], E[ab]) of the long-run
+    shapes ``a`` and ``b`` of each customer's odd and even months (two halves of the same
+    history whose month noise is independent): what :func:`reliability` reads."""
+    t = torch.arange(valid.shape[1], device=valid.device).view(1, -1)
+    a = trajectory_shape(shares, valid * (t % 2 == 1), angles)
+    b = trajectory_shape(shares, valid * (t % 2 == 0), angles)
+    return torch.stack([a.mean(0), b.mean(0), (a * a).mean(0), (b * b).mean(0), (a * b).mean(0)])
+
+
+def reliability(moments: torch.Tensor) -> torch.Tensor:
+    """[D] split-half reliability of each shape dimension from :func:`half_moments`: the
+    correlation across customers of the odd- and even-month halves, stepped up to the whole
+    history (Spearman-Brown, 2r / (1 + r)), in [0, 1]. The share of a dimension's spread
+    that belongs to the customer rather than to the month's noise.
+
+    >>> reliability(torch.tensor([[0., 0.], [0., 0.], [1., 1.], [1., 1.], [1., 0.]])).tolist()
+    [1.0, 0.0]
+    """
+    ea, eb, eaa, ebb, eab = moments
+    r = (eab - ea * eb) / ((eaa - ea * ea) * (ebb - eb * eb)).clamp(min=1e-12).sqrt()
+    r = r.clamp(0.0, 1.0)
+    return 2.0 * r / (1.0 + r)

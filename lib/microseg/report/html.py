@@ -58,7 +58,9 @@ SECTIONS = (
      "Every objective trained alike on the sample's training split (the configured encoder's size, "
      "epochs and optimiser), once per seed: mean over the seeds [lowest, highest]; the references "
      "are computed from the same sequences and need no training: static class shares, flattened "
-     "monthly class shares, hand-made temporal features; their KMeans runs once per seed too, "
+     "monthly class shares, hand-made temporal features of the class shares and of the count shares, "
+     "and the latter weighted by the split-half reliability the encoder's metric uses (so the metric's "
+     "gain is not credited to the LSTM); their KMeans runs once per seed too, "
      "so their range is the clustering's own noise. ARI at the known k (with known segments only). "
      "Held-out loss is each objective's own (1 - R²) and not comparable across rows."),
     ("Segment map",

@@ -155,6 +155,22 @@ def test_bespoke_lstm_learns_a_label_per_fold_from_sequences():
     assert (scores.loc[scores["metric"] == "roc_auc", "value"] > 0.9).all()
 
 
+def test_in_memory_training_is_capped_at_train_rows_by_a_seeded_pick():
+    rows = np.arange(300) % 3 == 0                                      # 100 training rows
+    picked = encoders.capped(rows, 30, seed=1)
+    assert picked.sum() == 30 and not (picked & ~rows).any()
+    assert np.array_equal(picked, encoders.capped(rows, 30, seed=1))
+    assert not np.array_equal(picked, encoders.capped(rows, 30, seed=2))
+    assert np.array_equal(encoders.capped(rows, 100, seed=1), rows)     # under the cap: every row
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 4, 11)).astype(np.float32)
+    y = (x[:, -1, 0] > 0).astype(int)
+    fitted = {cap: lstm_predictor(([0.0] * 11, [1.0] * 11), hidden=4, epochs=2, seed=0, max_rows=cap)(x, y, x[:5])
+              for cap in (None, 80, 40)}
+    np.testing.assert_array_equal(fitted[None], fitted[80])             # the cap is not reached: the same model
+    assert not np.allclose(fitted[None], fitted[40])                    # it is: trained on 40 of the 80
+
+
 def test_a_task_without_enough_labels_per_class_is_skipped():
     frame, signal = customers()
     frame["loan_default"] = 0.0

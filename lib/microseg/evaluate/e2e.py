@@ -26,12 +26,16 @@ class _Classifier(nn.Module):
 
 
 def lstm_predictor(scaling: tuple[list[float], list[float]], hidden: int, epochs: int, seed: int,
-                   batch_size: int = 64, learning_rate: float = 0.005
+                   batch_size: int = 64, learning_rate: float = 0.005, max_rows: int | None = None
                    ) -> Callable[[np.ndarray, np.ndarray, np.ndarray], np.ndarray]:
-    """fit on (x_train [n, T, F], y_train coded 0..K-1), return class probabilities for x_test."""
+    """fit on (x_train [n, T, F], y_train coded 0..K-1; at most ``max_rows`` of them, a
+    seeded pick), return class probabilities for x_test."""
     cross_entropy = nn.CrossEntropyLoss()
 
     def predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+        if max_rows is not None and len(x_train) > max_rows:
+            keep = np.sort(np.random.default_rng(seed).choice(len(x_train), size=max_rows, replace=False))
+            x_train, y_train = x_train[keep], y_train[keep]
         torch.manual_seed(seed)
         n, months, n_features = x_train.shape
         encoder = LSTMEncoder({"n_features": n_features, "months": months, "hidden": hidden,

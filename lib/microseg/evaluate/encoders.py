@@ -30,6 +30,17 @@ def train_encoder(x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, sca
                epochs, batch_size, learning_rate, seed)
 
 
+def capped(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """``rows`` (a boolean mask) with at most ``limit`` of its true rows kept, a seeded pick:
+    in-memory training stays the same size at any scale."""
+    on = np.flatnonzero(rows)
+    if len(on) <= limit:
+        return rows
+    out = np.zeros_like(rows, dtype=bool)
+    out[np.random.default_rng(seed).choice(on, size=limit, replace=False)] = True
+    return out
+
+
 def embed(model: torch.nn.Module, x: np.ndarray, rows: int = 4096) -> np.ndarray:
     """Customer vectors of ``x`` in chunks of ``rows``."""
     with torch.inference_mode():
@@ -61,13 +72,15 @@ def planted_scores(vectors: np.ndarray, customers: pd.DataFrame, seed: int) -> d
 
 def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling,
             spec: dict, objective_names: list[str], epochs: int, batch_size: int, learning_rate: float,
-            seeds: list[int]) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+            seeds: list[int], train_rows: int | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Rows (variant, kind, seed, measure, value) for every objective and every reference
     x seed (a reference's seed is its KMeans seed), and each variant's vectors of the first
     seed (for the downstream tasks).
     ``customers`` has ``split`` and, on generated data, the planted columns; encoders see
-    the train split only."""
+    the train split only (at most ``train_rows`` of it); the held-out loss is over the rest."""
     train = (customers["split"] == "train").to_numpy()
+    if train_rows is not None:
+        train = capped(train, train_rows, seeds[0])
     planted = "micro_segment" in customers
     rows, vectors = [], {}
 

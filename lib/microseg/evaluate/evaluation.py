@@ -156,9 +156,9 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
     models[PROBE_LSTM] = (lstm, linear)
     models[PROBE_BESPOKE] = (bespoke, linear)
     models["bespoke LSTM (end-to-end)"] = (x, lstm_predictor(
-        scaling, cfg.model.hidden, cfg.evaluate.e2e_epochs, cfg.seed))
+        scaling, cfg.model.hidden, cfg.evaluate.e2e_epochs, cfg.seed, max_rows=cfg.evaluate.train_rows))
     if coles.available():   # the optional self-supervised peer (scripts/coles-env.sh)
-        train = (pdf["split"] != "test").to_numpy()
+        train = encoders.capped((pdf["split"] != "test").to_numpy(), cfg.evaluate.train_rows, cfg.seed)
         models["CoLES embeddings (self-supervised)"] = (
             coles.coles_embeddings(x, active.astype(np.float32), train, cfg.seed, hidden=cfg.model.hidden), predict)
     scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats, cfg.seed)
@@ -346,7 +346,8 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     seeds = [cfg.seed + i for i in range(cfg.evaluate.objective_seeds)]
     objectives, vectors = encoders.compare(
         pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
-        list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds)
+        list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds,
+        cfg.evaluate.train_rows)
     summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)

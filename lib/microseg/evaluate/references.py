@@ -43,14 +43,14 @@ def reference_features(x: np.ndarray) -> dict[str, np.ndarray]:
     static = (shares * v).sum(1) / v.sum(1).clamp(min=1.0)
     temporal = trajectory_shape(shares, batch.valid, angles).numpy().astype(np.float64)
     counts = count_shares(batch.x[..., 2 * c:3 * c])
-    counted = trajectory_shape(counts, batch.valid, angles).numpy().astype(np.float64)
+    counted = StandardScaler().fit_transform(trajectory_shape(counts, batch.valid, angles).numpy().astype(np.float64))
     weights = reliability(half_moments(counts.double(), batch.valid.double(), angles.double())).sqrt().numpy()
     return {
         NAMES[0]: static.numpy().astype(np.float64),
         NAMES[1]: x[..., c:2 * c].reshape(len(x), -1).astype(np.float64),
         NAMES[2]: StandardScaler().fit_transform(temporal),
-        NAMES[3]: StandardScaler().fit_transform(counted),
-        NAMES[4]: StandardScaler().fit_transform(counted) * weights,
+        NAMES[3]: counted,
+        NAMES[4]: counted * weights,
     }
 
 

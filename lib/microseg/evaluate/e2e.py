@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from microseg.evaluate.encoders import capped
 from microseg.evaluate.fit import fit
 from microseg.model.networks import LSTMEncoder
 
@@ -33,8 +34,8 @@ def lstm_predictor(scaling: tuple[list[float], list[float]], hidden: int, epochs
     cross_entropy = nn.CrossEntropyLoss()
 
     def predict(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
-        if max_rows is not None and len(x_train) > max_rows:
-            keep = np.sort(np.random.default_rng(seed).choice(len(x_train), size=max_rows, replace=False))
+        if max_rows is not None:
+            keep = capped(np.ones(len(x_train), dtype=bool), max_rows, seed)
             x_train, y_train = x_train[keep], y_train[keep]
         torch.manual_seed(seed)
         n, months, n_features = x_train.shape

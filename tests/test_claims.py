@@ -44,7 +44,8 @@ def test_the_default_encoder_beats_static_and_flattened_shares_on_micro_segments
     cfg, rows, x, traits, mask, scaling = planted
     m = cfg.model
     frame, _ = encoders.compare(rows, x, traits, mask, scaling, encoder_spec(m, x.shape[2], x.shape[1]),
-                                [m.objective], m.epochs, m.batch_size, m.learning_rate, [cfg.seed])
+                                [m.objective], m.epochs, m.batch_size, m.learning_rate, [cfg.seed],
+                                lr_step_epochs=m.lr_step_epochs, lr_gamma=m.lr_gamma)
     ari = encoders.summary(frame).set_index(["variant", "measure"])["mean"]
     learned = ari[(m.objective, "ari_micro")]
     static, flat = ari[(references.NAMES[0], "ari_micro")], ari[(references.NAMES[1], "ari_micro")]

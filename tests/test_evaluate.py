@@ -171,6 +171,26 @@ def test_in_memory_training_is_capped_at_train_rows_by_a_seeded_pick():
     assert not np.allclose(fitted[None], fitted[40])                    # it is: trained on 40 of the 80
 
 
+def test_in_memory_training_follows_the_configured_rate_schedule():
+    import torch
+
+    from microseg.evaluate.fit import fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 3)).astype(np.float32), rng.normal(size=(64, 1)).astype(np.float32)
+
+    def trained(epochs: int, **schedule) -> np.ndarray:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        fit(model, (x, y), lambda m, xb, yb: ((m(xb) - yb) ** 2).mean(), epochs, 16, 0.05, 0, **schedule)
+        return model.weight.detach().numpy().copy()
+
+    frozen = {"lr_step_epochs": 1, "lr_gamma": 1e-12}                   # after epoch 1 the rate is ~0
+    np.testing.assert_allclose(trained(1, **frozen), trained(4, **frozen), atol=1e-8)
+    assert not np.allclose(trained(1), trained(4))                      # a constant rate keeps moving
+    assert not np.allclose(trained(4, lr_step_epochs=2, lr_gamma=0.3), trained(4))
+
+
 def test_a_task_without_enough_labels_per_class_is_skipped():
     frame, signal = customers()
     frame["loan_default"] = 0.0

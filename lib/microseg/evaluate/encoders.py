@@ -20,14 +20,16 @@ from microseg.model.networks import batch_of, build_model
 
 
 def train_encoder(x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling, spec: dict, epochs: int,
-                  batch_size: int, learning_rate: float, seed: int) -> torch.nn.Module:
-    """The encoder of ``spec`` fitted on (x [n, T, F], traits [n, T, 5], trait_mask [n, T])."""
+                  batch_size: int, learning_rate: float, seed: int, lr_step_epochs: int | None = None,
+                  lr_gamma: float = 0.5) -> torch.nn.Module:
+    """The encoder of ``spec`` fitted on (x [n, T, F], traits [n, T, 5], trait_mask [n, T]),
+    with the pipeline's optimiser and rate schedule."""
     torch.manual_seed(seed)
     model = build_model(spec)
     model.set_scaling(*scaling)
     return fit(model, (x.astype(np.float32), traits.astype(np.float32), trait_mask.astype(np.float32)),
                lambda m, xb, tb, mb: objectives.loss(m, batch_of(xb, tb, mb))[0],
-               epochs, batch_size, learning_rate, seed)
+               epochs, batch_size, learning_rate, seed, lr_step_epochs, lr_gamma)
 
 
 def capped(rows: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -72,7 +74,8 @@ def planted_scores(vectors: np.ndarray, customers: pd.DataFrame, seed: int) -> d
 
 def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling,
             spec: dict, objective_names: list[str], epochs: int, batch_size: int, learning_rate: float,
-            seeds: list[int], train_rows: int | None = None) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+            seeds: list[int], train_rows: int | None = None, lr_step_epochs: int | None = None,
+            lr_gamma: float = 0.5) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Rows (variant, kind, seed, measure, value) for every objective and every reference
     x seed (a reference's seed is its KMeans seed), and each variant's vectors of the first
     seed (for the downstream tasks).
@@ -96,7 +99,8 @@ def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_ma
     for objective in objective_names:
         for seed in seeds:
             model = train_encoder(x[train], traits[train], trait_mask[train], scaling,
-                                  {**spec, "objective": objective}, epochs, batch_size, learning_rate, seed)
+                                  {**spec, "objective": objective}, epochs, batch_size, learning_rate, seed,
+                                  lr_step_epochs, lr_gamma)
             v = embed(model, x)
             if seed == seeds[0]:
                 vectors[objective] = v

@@ -347,7 +347,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     objectives, vectors = encoders.compare(
         pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
         list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds,
-        cfg.evaluate.train_rows)
+        cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma)
     summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)

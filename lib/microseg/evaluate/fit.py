@@ -12,11 +12,15 @@ from torch import nn
 
 
 def fit(model: nn.Module, arrays: tuple[np.ndarray, ...], loss: Callable[..., torch.Tensor], epochs: int,
-        batch_size: int, learning_rate: float, seed: int) -> nn.Module:
+        batch_size: int, learning_rate: float, seed: int, lr_step_epochs: int | None = None,
+        lr_gamma: float = 0.5) -> nn.Module:
     """Train ``model`` on rows of ``arrays`` (aligned on the first axis) with
-    ``loss(model, *batch)``; returns it in eval mode."""
+    ``loss(model, *batch)``; with ``lr_step_epochs`` the rate is multiplied by ``lr_gamma``
+    every that many epochs (StepLR, as ``model.lr_step_epochs`` in the pipeline's training);
+    returns it in eval mode."""
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, lr_gamma) if lr_step_epochs else None
     rng = np.random.default_rng(seed)
     model.train()
     for _ in range(epochs):
@@ -26,4 +30,6 @@ def fit(model: nn.Module, arrays: tuple[np.ndarray, ...], loss: Callable[..., to
             opt.zero_grad()
             loss(model, *(t[idx] for t in tensors)).backward()
             opt.step()
+        if sched is not None:
+            sched.step()
     return model.eval()

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from microseg.model.train import rate_schedule
+
 
 def fit(model: nn.Module, arrays: tuple[np.ndarray, ...], loss: Callable[..., torch.Tensor], epochs: int,
         batch_size: int, learning_rate: float, seed: int, lr_step_epochs: int | None = None,
@@ -20,7 +22,7 @@ def fit(model: nn.Module, arrays: tuple[np.ndarray, ...], loss: Callable[..., to
     returns it in eval mode."""
     tensors = [torch.from_numpy(np.ascontiguousarray(a)) for a in arrays]
     opt = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    sched = torch.optim.lr_scheduler.StepLR(opt, lr_step_epochs, lr_gamma) if lr_step_epochs else None
+    sched = rate_schedule(opt, lr_step_epochs, lr_gamma)
     rng = np.random.default_rng(seed)
     model.train()
     for _ in range(epochs):

@@ -140,6 +140,12 @@ def _log_epoch(job: TrainJob, row: dict) -> None:
             client.log_metric(run_id, key, float(value), step=int(row["epoch"]))
 
 
+def rate_schedule(opt: torch.optim.Optimizer, step_epochs: int | None, gamma: float):
+    """StepLR: the rate times ``gamma`` every ``step_epochs`` epochs; None (a constant rate)
+    without ``step_epochs``. The pipeline's training and the evaluation's in-memory fits share it."""
+    return torch.optim.lr_scheduler.StepLR(opt, step_epochs, gamma) if step_epochs else None
+
+
 def train(job: TrainJob, comm=None) -> TrainResult:
     """Train on this rank's shard; rank 0 evaluates, logs and checkpoints after each epoch."""
     comm = comm or LocalComm()
@@ -148,7 +154,7 @@ def train(job: TrainJob, comm=None) -> TrainResult:
     model = build_model(job.spec)
     model.set_scaling(*job.scaling)
     opt = torch.optim.Adam(model.parameters(), lr=job.learning_rate)
-    sched = torch.optim.lr_scheduler.StepLR(opt, job.lr_step_epochs, job.lr_gamma) if job.lr_step_epochs else None
+    sched = rate_schedule(opt, job.lr_step_epochs, job.lr_gamma)
     history: list[dict] = []
     best_loss, best_state, best_epoch, stalled, first_epoch = float("inf"), None, 0, 0, 1
     ckpt_path = _checkpoint_path(job)

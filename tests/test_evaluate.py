@@ -1,5 +1,7 @@
 """The evaluation's metrics on constructed cases with known answers (no Spark)."""
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -368,3 +370,25 @@ def test_objective_comparison_trains_each_objective_per_seed_beside_the_referenc
     assert vectors["shape"].shape == (len(x), 4) and set(vectors) >= set(references.NAMES)
     summary = encoders.summary(rows).set_index(["variant", "measure"])
     assert summary.loc[("next", "ari_micro"), "count"] == 2 and summary.loc[("static shares", "ari_micro"), "count"] == 2
+    in_two, vectors_in_two = encoders.compare(customers, x, traits, np.ones(x.shape[:2], np.float32), scaling, spec,
+                                              ["next", "shape"], epochs=2, batch_size=16, learning_rate=0.01,
+                                              seeds=[1, 2], jobs=2)
+    pd.testing.assert_frame_equal(in_two, rows)                         # two processes, the same numbers
+    assert all(np.array_equal(vectors_in_two[k], vectors[k]) for k in vectors)
+
+
+def test_cross_validation_in_two_processes_scores_exactly_as_in_one(tmp_path):
+    frame, signal = customers(n=300)
+    gbm = downstream.tabular_predictor(seed=0, max_iter=10)
+
+    def where(x_train, y_train, x_test):                                 # records the process that fits
+        (tmp_path / str(os.getpid())).touch()
+        return gbm(x_train, y_train, x_test)
+
+    noise = np.random.default_rng(5).normal(size=(len(frame), 3))
+    models = {"signal": (signal[:, None], where), "noise": (noise, downstream.linear_predictor(seed=0))}
+    one, _ = downstream.cross_validate(frame, models, folds=3, repeats=2, seed=0)
+    pids = {p.name for p in tmp_path.iterdir()}
+    two, _ = downstream.cross_validate(frame, models, folds=3, repeats=2, seed=0, jobs=2)
+    pd.testing.assert_frame_equal(two.drop(columns="seconds"), one.drop(columns="seconds"))
+    assert pids == {str(os.getpid())} and len({p.name for p in tmp_path.iterdir()} - pids) == 2

@@ -273,6 +273,7 @@ class EvaluateConfig(_Strict):
     objective_epochs: int = Field(30, ge=1)      # epochs of each encoder in the objective comparison
     objective_seeds: int = Field(3, ge=1)        # seeds of that comparison (seed, seed + 1, ...)
     train_rows: int = Field(2_000, ge=50)        # the in-memory encoders and end-to-end LSTMs train on at most this many customers
+    jobs: Annotated[int, Field(ge=1)] | Literal["auto"] = "auto"   # processes for its independent fits; auto: the driver's cores
     variants: list[Literal["lstm", "feedforward", "traits"]] = ["lstm", "feedforward", "traits"]
     known_segments: KnownSegmentsConfig | None = None   # null: the generator's ground truth, if any
     min_surrogate_r2: float = Field(0.3, le=1)   # lower fidelity: the surrogate explains nothing, no drivers

@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed
 from scipy import stats
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegressionCV
@@ -91,28 +92,36 @@ def joined(*inputs: np.ndarray) -> np.ndarray:
     return np.hstack([np.asarray(x, np.float64).reshape(len(x), -1) for x in inputs])
 
 
+def _fold(name: str, task: str, repeat: int, fold: int, inputs: np.ndarray, predict: Predictor, at: np.ndarray,
+          y: np.ndarray, tr: np.ndarray, te: np.ndarray, n_pos: float) -> list[dict]:
+    """One model fitted on one training fold and scored on its test fold: a row per metric."""
+    start = time.perf_counter()
+    proba = predict(inputs[at[tr]], y[tr], inputs[at[te]])
+    seconds = time.perf_counter() - start
+    return [{"model": name, "task": task, "metric": metric, "repeat": repeat, "fold": fold,
+             "value": fn(y[te], proba), "n_train": len(tr), "n_test": len(te), "n_labelled": len(y),
+             "n_positive": n_pos, "seconds": seconds} for metric, fn in TASKS[task][1].items()]
+
+
 def cross_validate(customers: pd.DataFrame, models: dict[str, tuple[np.ndarray, Predictor]], folds: int,
-                   repeats: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+                   repeats: int, seed: int, jobs: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(scores: one row per model, task, metric, repeat and fold; skipped: one row per task
     that cannot be scored, with the reason). ``models``: name -> (inputs aligned with
     ``customers``, predictor(x_train, y_train, x_test) -> class probabilities); every model
-    is fitted and scored on the same folds."""
-    rows, skipped = [], []
-    for task, (_, scorers) in TASKS.items():
+    is fitted and scored on the same folds. The fits are independent: ``jobs`` processes
+    share them (joblib); every predictor is seeded, so the scores do not depend on ``jobs``."""
+    tasks, skipped = [], []
+    for task in TASKS:
         at, y, values = labelled(customers, task)
         reason = skip_reason(y, folds)
         if reason:
             skipped.append({"task": task, "n_labelled": len(y), "reason": reason})
             continue
         n_pos = int((values[y] == 1).sum()) if len(values) == 2 else np.nan
-        for repeat, fold, tr, te in splits(y, folds, repeats, seed):
-            for name, (inputs, predict) in models.items():
-                start = time.perf_counter()
-                proba = predict(inputs[at[tr]], y[tr], inputs[at[te]])
-                seconds = time.perf_counter() - start
-                rows += [{"model": name, "task": task, "metric": metric, "repeat": repeat, "fold": fold,
-                          "value": fn(y[te], proba), "n_train": len(tr), "n_test": len(te), "n_labelled": len(y),
-                          "n_positive": n_pos, "seconds": seconds} for metric, fn in scorers.items()]
+        tasks += [delayed(_fold)(name, task, repeat, fold, inputs, predict, at, y, tr, te, n_pos)
+                  for repeat, fold, tr, te in splits(y, folds, repeats, seed)
+                  for name, (inputs, predict) in models.items()]
+    rows = [r for out in Parallel(n_jobs=jobs, batch_size=1)(tasks) for r in out]   # fits of very unequal length
     return pd.DataFrame(rows, columns=SCORES), pd.DataFrame(skipped, columns=SKIPPED)
 
 

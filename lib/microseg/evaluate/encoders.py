@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 
 from microseg.evaluate import metrics, references
 from microseg.evaluate.fit import fit
@@ -72,43 +73,60 @@ def planted_scores(vectors: np.ndarray, customers: pd.DataFrame, seed: int) -> d
     return out
 
 
+def _scored(name: str, kind: str, seed: int, v: np.ndarray, extra: dict, planted: pd.DataFrame | None
+            ) -> list[dict]:
+    """Rows (variant, kind, seed, measure, value): ``extra`` and, with ``planted`` truth,
+    the ``planted_scores`` of the vectors ``v``."""
+    measures = {**extra, **(planted_scores(v, planted, seed) if planted is not None else {})}
+    return [{"variant": name, "kind": kind, "seed": seed, "measure": m, "value": float(val)}
+            for m, val in measures.items()]
+
+
+def _learned(objective: str, seed: int, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray,
+             train: np.ndarray, scaling, spec: dict, epochs: int, batch_size: int, learning_rate: float,
+             lr_step_epochs: int | None, lr_gamma: float, planted: pd.DataFrame | None
+             ) -> tuple[list[dict], np.ndarray]:
+    """One objective at one seed: trained on the ``train`` rows, scored on every row
+    (the held-out loss over the rest); (rows, its vectors)."""
+    model = train_encoder(x[train], traits[train], trait_mask[train], scaling, {**spec, "objective": objective},
+                          epochs, batch_size, learning_rate, seed, lr_step_epochs, lr_gamma)
+    v = embed(model, x)
+    with torch.inference_mode():
+        held = ~train
+        loss, _ = objectives.loss(model, batch_of(*(torch.from_numpy(a[held].astype(np.float32))
+                                                   for a in (x, traits, trait_mask))))
+    return _scored(objective, "learned", seed, v, {"held_out_loss": float(loss), "dims": v.shape[1]}, planted), v
+
+
 def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_mask: np.ndarray, scaling,
             spec: dict, objective_names: list[str], epochs: int, batch_size: int, learning_rate: float,
             seeds: list[int], train_rows: int | None = None, lr_step_epochs: int | None = None,
-            lr_gamma: float = 0.5) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+            lr_gamma: float = 0.5, jobs: int = 1) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
     """Rows (variant, kind, seed, measure, value) for every objective and every reference
     x seed (a reference's seed is its KMeans seed), and each variant's vectors of the first
     seed (for the downstream tasks).
     ``customers`` has ``split`` and, on generated data, the planted columns; encoders see
-    the train split only (at most ``train_rows`` of it); the held-out loss is over the rest."""
+    the train split only (at most ``train_rows`` of it); the held-out loss is over the rest.
+    The (variant, seed) pairs are independent: ``jobs`` processes share them (joblib), each
+    seeded alike, so the rows do not depend on ``jobs``."""
     train = (customers["split"] == "train").to_numpy()
     if train_rows is not None:
         train = capped(train, train_rows, seeds[0])
-    planted = "micro_segment" in customers
-    rows, vectors = [], {}
-
-    def score(name: str, kind: str, seed: int, v: np.ndarray, extra: dict) -> None:
-        measures = {**extra, **(planted_scores(v, customers, seed) if planted else {})}
-        rows.extend({"variant": name, "kind": kind, "seed": seed, "measure": m, "value": float(val)}
-                    for m, val in measures.items())
-
-    for name, v in references.reference_features(x).items():
-        vectors[name] = v
-        for seed in seeds:      # the KMeans seed moves a reference's ARI too: scored like the objectives
-            score(name, "reference", seed, v, {"dims": v.shape[1]})
-    for objective in objective_names:
-        for seed in seeds:
-            model = train_encoder(x[train], traits[train], trait_mask[train], scaling,
-                                  {**spec, "objective": objective}, epochs, batch_size, learning_rate, seed,
-                                  lr_step_epochs, lr_gamma)
-            v = embed(model, x)
-            if seed == seeds[0]:
-                vectors[objective] = v
-            with torch.inference_mode():
-                held = ~train
-                loss, _ = objectives.loss(model, batch_of(*(torch.from_numpy(a[held].astype(np.float32))
-                                                           for a in (x, traits, trait_mask))))
-            score(objective, "learned", seed, v, {"held_out_loss": float(loss), "dims": v.shape[1]})
+    planted = customers[[c for c in ("micro_segment", "coarse_group") if c in customers]] \
+        if "micro_segment" in customers else None
+    refs = references.reference_features(x)
+    tasks = [delayed(_scored)(name, "reference", seed, v, {"dims": v.shape[1]}, planted)
+             for name, v in refs.items() for seed in seeds]   # the KMeans seed moves a reference's ARI too
+    tasks += [delayed(_learned)(objective, seed, x, traits, trait_mask, train, scaling, spec, epochs, batch_size,
+                                learning_rate, lr_step_epochs, lr_gamma, planted)
+              for objective in objective_names for seed in seeds]
+    done = Parallel(n_jobs=jobs, batch_size=1)(tasks)   # few, long fits: one per dispatch keeps every worker busy
+    vectors = dict(refs)
+    rows = [r for out in done[:len(refs) * len(seeds)] for r in out]
+    for i, (learned, v) in enumerate(done[len(refs) * len(seeds):]):
+        rows += learned
+        if i % len(seeds) == 0:
+            vectors[objective_names[i // len(seeds)]] = v
     return pd.DataFrame(rows, columns=["variant", "kind", "seed", "measure", "value"]), vectors
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import re
 from pathlib import Path
 
@@ -37,6 +38,11 @@ LIFT = "bespoke GBM + LSTM features"
 PROBE_LSTM, PROBE_BESPOKE = "LSTM features (linear probe)", "bespoke aggregates (linear probe)"
 MARGIN = {"roc_auc": 0.02, "pr_auc": 0.05, "macro_f1": 0.02}   # how far below bespoke "as good" may reach
 ARI_MARGIN = 0.02                                               # a win on ARI must clear this
+
+
+def jobs(cfg) -> int:
+    """``evaluate.jobs``, with ``auto`` as the cores this process may use."""
+    return len(os.sched_getaffinity(0)) if cfg.jobs == "auto" else cfg.jobs
 
 
 def _variant_frames(ctx, variant: str, as_of: dt.date) -> tuple[DataFrame, DataFrame] | None:
@@ -161,7 +167,8 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
         train = encoders.capped((pdf["split"] != "test").to_numpy(), cfg.evaluate.train_rows, cfg.seed)
         models["CoLES embeddings (self-supervised)"] = (
             coles.coles_embeddings(x, active.astype(np.float32), train, cfg.seed, hidden=cfg.model.hidden), predict)
-    scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats, cfg.seed)
+    scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats, cfg.seed,
+                                                jobs(cfg.evaluate))
     return downstream.summary(scores), _paired(scores), skipped
 
 
@@ -347,7 +354,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     objectives, vectors = encoders.compare(
         pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
         list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds,
-        cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma)
+        cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma, jobs(cfg.evaluate))
     summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
@@ -364,7 +371,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
             "ground_truth": truth_source, "customers_with_known_segment": with_known,
             "customers_without_balances": balances[1], "not_evaluated": not_evaluated,
             "table_versions": ctx.tables.versions(["sequences", "feature_stats", "labels", "segments", "embeddings"]),
-            "code_version": tracking.code_version(), "seed": cfg.seed,
+            "code_version": tracking.code_version(), "seed": cfg.seed, "jobs": jobs(cfg.evaluate),
             "coles": "included" if coles.available() else "not installed (optional extra: scripts/coles-env.sh)"}
     return Evaluation(granularity=granularity, k_curves=_k_curves(built), objectives=objectives,
                       downstream=summary.assign(dataset=dataset), paired=paired, surrogate=fidelity, drivers=drivers,

@@ -16,6 +16,8 @@ import json
 import logging
 import os
 import re
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +45,15 @@ ARI_MARGIN = 0.02                                               # a win on ARI m
 def jobs(cfg) -> int:
     """``evaluate.jobs``, with ``auto`` as the cores this process may use."""
     return len(os.sched_getaffinity(0)) if cfg.jobs == "auto" else cfg.jobs
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], phase: str):
+    """Records the seconds the block took as ``seconds[phase]`` and logs them."""
+    start = time.perf_counter()
+    yield
+    seconds[phase] = round(time.perf_counter() - start, 1)
+    log.info("evaluate: %s in %.1f s", phase, seconds[phase])
 
 
 def _variant_frames(ctx, variant: str, as_of: dt.date) -> tuple[DataFrame, DataFrame] | None:
@@ -332,7 +343,9 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
 
     cfg, m = ctx.cfg, ctx.cfg.model
     known, truth_source = truth.known_segments(ctx)
-    pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of, known)
+    seconds: dict[str, float] = {}
+    with _timed(seconds, "sample"):
+        pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of, known)
     built = list(versions)
     if "lstm" not in built:
         raise RuntimeError("no LSTM segments to evaluate; run the whole flow first (`make demo` or "
@@ -349,15 +362,21 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     active = (x != 0).any(-1)                     # months with any transaction, as the encoders see them
     window_traits = (traits * trait_mask[..., None]).sum(1) / np.maximum(trait_mask.sum(1), 1)[:, None]
     scaling = feature_scaling(ctx, ctx.tables.version("sequences"))
-    granularity = _granularity(pdf, built, sizes, window_traits, cfg.segment, cfg.seed)
+    with _timed(seconds, "granularity"):
+        granularity = _granularity(pdf, built, sizes, window_traits, cfg.segment, cfg.seed)
     seeds = [cfg.seed + i for i in range(cfg.evaluate.objective_seeds)]
-    objectives, vectors = encoders.compare(
-        pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
-        list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds,
-        cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma, jobs(cfg.evaluate))
-    summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
+    with _timed(seconds, "objectives"):
+        objectives, vectors = encoders.compare(
+            pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
+            list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds,
+            cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma, jobs(cfg.evaluate))
+    with _timed(seconds, "downstream"):
+        summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
-    fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
+    with _timed(seconds, "surrogate"):
+        fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
+    with _timed(seconds, "map"):
+        map_points = _map(pdf, built, cfg.evaluate.map_rows, cfg.seed)
     with_known = int(pdf["micro_segment"].notna().sum()) if "micro_segment" in pdf else 0
     balances = balance_coverage(ctx.tables.read("monthly_account"))
     not_evaluated = _not_evaluated(truth_source, with_known, len(pdf), liquidity_unavailable(*balances))
@@ -372,10 +391,11 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
             "customers_without_balances": balances[1], "not_evaluated": not_evaluated,
             "table_versions": ctx.tables.versions(["sequences", "feature_stats", "labels", "segments", "embeddings"]),
             "code_version": tracking.code_version(), "seed": cfg.seed, "jobs": jobs(cfg.evaluate),
+            "seconds": seconds,
             "coles": "included" if coles.available() else "not installed (optional extra: scripts/coles-env.sh)"}
     return Evaluation(granularity=granularity, k_curves=_k_curves(built), objectives=objectives,
                       downstream=summary.assign(dataset=dataset), paired=paired, surrogate=fidelity, drivers=drivers,
-                      map_points=_map(pdf, built, cfg.evaluate.map_rows, cfg.seed),
+                      map_points=map_points,
                       profiles=profiles, spend_mix=mix,
                       claims=check_claims(granularity, objectives, paired, configured, not_evaluated), meta=meta)
 
@@ -386,8 +406,8 @@ def _slug(text: str) -> str:
 
 def flat_metrics(ev: Evaluation) -> dict[str, float]:
     """The headline numbers as MLflow metrics: ``<variant>.<measure>``,
-    ``objective.<name>.<measure>`` (mean over seeds) and ``<dataset>.<task>.<model>.<metric>``
-    (mean over folds); NaN and text left out."""
+    ``objective.<name>.<measure>`` (mean over seeds), ``<dataset>.<task>.<model>.<metric>``
+    (mean over folds) and ``seconds.<phase>``; NaN and text left out."""
     out = {}
     for row in ev.granularity.to_dict(orient="records"):
         out.update({f"{row['variant']}.{k}": float(v) for k, v in row.items()
@@ -399,6 +419,7 @@ def flat_metrics(ev: Evaluation) -> dict[str, float]:
     for row in ev.paired.to_dict(orient="records"):
         out[f"paired.{row['task']}.{_slug(row['model'])}.{row['metric']}.mean_diff"] = float(row["mean_diff"])
     out["surrogate.r2"] = float(ev.surrogate["r2"])
+    out.update({f"seconds.{phase}": float(v) for phase, v in ev.meta.get("seconds", {}).items()})
     return {k: v for k, v in out.items() if not np.isnan(v)}
 
 

@@ -117,16 +117,16 @@ def compare(customers: pd.DataFrame, x: np.ndarray, traits: np.ndarray, trait_ma
     refs = references.reference_features(x)
     tasks = [delayed(_scored)(name, "reference", seed, v, {"dims": v.shape[1]}, planted)
              for name, v in refs.items() for seed in seeds]   # the KMeans seed moves a reference's ARI too
+    pairs = [(objective, seed) for objective in objective_names for seed in seeds]
     tasks += [delayed(_learned)(objective, seed, x, traits, trait_mask, train, scaling, spec, epochs, batch_size,
-                                learning_rate, lr_step_epochs, lr_gamma, planted)
-              for objective in objective_names for seed in seeds]
+                                learning_rate, lr_step_epochs, lr_gamma, planted) for objective, seed in pairs]
     done = Parallel(n_jobs=jobs, batch_size=1)(tasks)   # few, long fits: one per dispatch keeps every worker busy
-    vectors = dict(refs)
-    rows = [r for out in done[:len(refs) * len(seeds)] for r in out]
-    for i, (learned, v) in enumerate(done[len(refs) * len(seeds):]):
-        rows += learned
-        if i % len(seeds) == 0:
-            vectors[objective_names[i // len(seeds)]] = v
+    scored, learned = done[:len(done) - len(pairs)], done[len(done) - len(pairs):]
+    rows, vectors = [r for out in scored for r in out], dict(refs)
+    for (objective, seed), (out, v) in zip(pairs, learned):
+        rows += out
+        if seed == seeds[0]:
+            vectors[objective] = v
     return pd.DataFrame(rows, columns=["variant", "kind", "seed", "measure", "value"]), vectors
 
 

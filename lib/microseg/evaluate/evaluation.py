@@ -42,7 +42,7 @@ MARGIN = {"roc_auc": 0.02, "pr_auc": 0.05, "macro_f1": 0.02}   # how far below b
 ARI_MARGIN = 0.02                                               # a win on ARI must clear this
 
 
-def jobs(cfg) -> int:
+def _jobs(cfg) -> int:
     """``evaluate.jobs``, with ``auto`` as the cores this process may use."""
     return len(os.sched_getaffinity(0)) if cfg.jobs == "auto" else cfg.jobs
 
@@ -156,10 +156,11 @@ def _k_curves(variants: list[str]) -> pd.DataFrame:
 
 
 def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, active: np.ndarray,
-                refs: dict[str, np.ndarray], scaling) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+                refs: dict[str, np.ndarray], scaling, jobs: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Every feature set and the bespoke models on the same repeated stratified folds:
     (summary per model, paired differences against the bespoke GBM, tasks skipped). The
-    encoders' features are their customer states (gold.embeddings' ``state``)."""
+    encoders' features are their customer states (gold.embeddings' ``state``); ``jobs``
+    processes share the fits."""
     cfg = ctx.cfg
     predict = downstream.tabular_predictor(cfg.seed, cfg.evaluate.gbm_iterations)
     bespoke, _ = references.bespoke_aggregates(x)
@@ -178,8 +179,8 @@ def _downstream(ctx, pdf: pd.DataFrame, variants: list[str], x: np.ndarray, acti
         train = encoders.capped((pdf["split"] != "test").to_numpy(), cfg.evaluate.train_rows, cfg.seed)
         models["CoLES embeddings (self-supervised)"] = (
             coles.coles_embeddings(x, active.astype(np.float32), train, cfg.seed, hidden=cfg.model.hidden), predict)
-    scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats, cfg.seed,
-                                                jobs(cfg.evaluate))
+    scores, skipped = downstream.cross_validate(pdf, models, cfg.evaluate.cv_folds, cfg.evaluate.cv_repeats,
+                                                cfg.seed, jobs)
     return downstream.summary(scores), _paired(scores), skipped
 
 
@@ -344,6 +345,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
     cfg, m = ctx.cfg, ctx.cfg.model
     known, truth_source = truth.known_segments(ctx)
     seconds: dict[str, float] = {}
+    jobs = _jobs(cfg.evaluate)
     with _timed(seconds, "sample"):
         pdf, versions, sizes = _collect(ctx, list(cfg.evaluate.variants), as_of, known)
     built = list(versions)
@@ -369,9 +371,9 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
         objectives, vectors = encoders.compare(
             pdf, x, traits, trait_mask, scaling, encoder_spec(m, len(names), months, kind="lstm"),
             list(cfg.evaluate.objectives), cfg.evaluate.objective_epochs, m.batch_size, m.learning_rate, seeds,
-            cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma, jobs(cfg.evaluate))
+            cfg.evaluate.train_rows, m.lr_step_epochs, m.lr_gamma, jobs)
     with _timed(seconds, "downstream"):
-        summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling)
+        summary, paired, skipped = _downstream(ctx, pdf, built, x, active, vectors, scaling, jobs)
     dataset = "generated" if ctx.tables.exists("ground_truth") else cfg.source.adapter
     with _timed(seconds, "surrogate"):
         fidelity, drivers = _explain(pdf, x, active, names, cfg.evaluate.min_surrogate_r2)
@@ -390,7 +392,7 @@ def evaluate(ctx, as_of: dt.date) -> Evaluation:
             "ground_truth": truth_source, "customers_with_known_segment": with_known,
             "customers_without_balances": balances[1], "not_evaluated": not_evaluated,
             "table_versions": ctx.tables.versions(["sequences", "feature_stats", "labels", "segments", "embeddings"]),
-            "code_version": tracking.code_version(), "seed": cfg.seed, "jobs": jobs(cfg.evaluate),
+            "code_version": tracking.code_version(), "seed": cfg.seed, "jobs": jobs,
             "seconds": seconds,
             "coles": "included" if coles.available() else "not installed (optional extra: scripts/coles-env.sh)"}
     return Evaluation(granularity=granularity, k_curves=_k_curves(built), objectives=objectives,

@@ -7,13 +7,17 @@ Not part of the default ``make bench``: ``make bench ARGS="--only scale"`` runs
 training epochs; ``MICROSEG_SCALE_EVALUATE=1`` adds the report's compare and evaluate
 stages (evaluate on its bounded sample). ``MICROSEG_SCALE_ROOT`` keeps the lakehouse in
 that folder and runs the flow with ``--resume``: the same command again, after an
-interruption, continues after the last completed stage (the figures then cover the
-stages run by that command). A flat driver RSS across sizes is the check that nothing is
+interruption, continues after the last completed stage. Each command's figures go to a
+ledger in that folder (``LEDGER``) as each stage completes, and the figures recorded are
+the ledger's: each stage's seconds from the command that ran it, the wall time summed over
+the commands (each counted up to its last completed stage or its end), the peaks the
+largest any command saw. A flat driver RSS across sizes is the check that nothing is
 collected to the driver.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -26,6 +30,7 @@ from pathlib import Path
 import psutil
 
 SIZES = {"small": 5_000, "full": 100_000}
+LEDGER = "bench-scale-ledger.json"
 DONE = re.compile(r"^\[(\w+)\] done in ([\d.]+) s")
 ROWS = re.compile(r"stage ingest done in .*'rows_read': (\d+)")
 STAGES = ["generate", "ingest", "aggregate", "labels", "personality", "sequences", "train", "embed", "segment",
@@ -55,32 +60,46 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
            "--set", f"generator.partitions={partitions}", "--set", f"spark.shuffle_partitions={partitions}",
            "--set", "model.epochs=3", "--set", "segment.coarse_k_grid=[3,4,6]",
            "--set", f"stages=[{', '.join(stages)}]"] + (["--resume"] if os.environ.get("MICROSEG_SCALE_ROOT") else [])
-    peaks = {"tree": 0.0, "driver": 0.0}
+    ledger = Path(root) / LEDGER
+    runs = json.loads(ledger.read_text()) if ledger.exists() else []
+    mine = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall": 0.0, "seconds": {}, "transactions": 0,
+            "peaks": {"tree": 0.0, "driver": 0.0}}
+    runs.append(mine)
+    peaks = mine["peaks"]
     stop = threading.Event()
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     watcher = threading.Thread(target=_watch, args=(proc, peaks, stop), daemon=True)
     watcher.start()
-    seconds, transactions = {}, 0
     for line in proc.stderr:
         if m := DONE.match(line):
-            seconds[m.group(1)] = float(m.group(2))
+            mine["seconds"][m.group(1)] = float(m.group(2))
             print(f"  {m.group(1):12s} {float(m.group(2)):8.1f} s", flush=True)
         elif m := ROWS.search(line):
-            transactions = int(m.group(1))
+            mine["transactions"] = int(m.group(1))
+        else:
+            continue
+        mine["wall"] = time.perf_counter() - start
+        ledger.write_text(json.dumps(runs, indent=1))   # an interrupted command keeps what it completed
     code = proc.wait()
     stop.set()
-    wall = time.perf_counter() - start
+    mine["wall"] = time.perf_counter() - start
+    ledger.write_text(json.dumps(runs, indent=1))
     if code:
         raise RuntimeError(f"the flow failed (exit {code}) at {customers} customers; lakehouse left in {root}")
-    print(f"  {customers} customers: {wall:.0f} s wall, peak RSS {peaks['tree'] / 2**30:.1f} GiB "
-          f"(driver Python {peaks['driver'] / 2**30:.2f} GiB); lakehouse {root}", flush=True)
+    seconds = {name: s for run in runs for name, s in run["seconds"].items()}   # the latest run of each stage
+    wall = sum(run["wall"] for run in runs)
+    tree, driver = (max(run["peaks"][k] for run in runs) for k in ("tree", "driver"))
+    transactions = max(run["transactions"] for run in runs)
+    print(f"  {customers} customers: {wall:.0f} s wall in {len(runs)} command(s), peak RSS {tree / 2**30:.1f} GiB "
+          f"(driver Python {driver / 2**30:.2f} GiB); lakehouse {root}", flush=True)
     size = sum(f.stat().st_size for f in Path(root).rglob("*") if f.is_file())
     out = {f"scale.{name}.seconds": (s, "s") for name, s in seconds.items()}
     out.update({"scale.customers": (customers, "customers"), "scale.wall_seconds": (wall, "s"),
+                "scale.commands": (len(runs), "commands"),
                 "scale.stages_seconds": (sum(seconds.values()), "s"),
                 "scale.lakehouse_gib": (size / 2**30, "GiB"),
                 **({"scale.transactions": (transactions, "rows")} if transactions else {}),
-                "scale.peak_rss_gib": (peaks["tree"] / 2**30, "GiB"),
-                "scale.driver_python_peak_rss_gib": (peaks["driver"] / 2**30, "GiB")})
+                "scale.peak_rss_gib": (tree / 2**30, "GiB"),
+                "scale.driver_python_peak_rss_gib": (driver / 2**30, "GiB")})
     return out

@@ -120,14 +120,21 @@ def test_reingest_adds_nothing_and_a_new_month_appends_only_its_rows(spark, land
     assert ctx.tables.read("transactions").select("txn_id").distinct().count() == first["rows_inserted"] + 2
 
 
+def _nothing_cached(spark) -> bool:
+    return spark._jsparkSession.sharedState().cacheManager().isEmpty()
+
+
 def test_a_batch_of_new_months_merges_without_reading_the_older_months(spark, landing):
+    spark.catalog.clearCache()
     ctx = pipeline.Context.create(landing, spark)
     pipeline.run_stage("ingest", ctx)
+    assert _nothing_cached(spark)   # a batch with a repeated txn_id: its cache released
     assert ctx.tables.history("transactions").head()["operation"] == "WRITE"   # the first batch: created
     folder = Path(ctx.cfg.data_path(ctx.cfg.source.path)) / "month=2024-02"
     _write(folder, "part-0.csv", [HEADER, "C1,t20,2024-02-03,-7,EUR,dining,93", "C1,t01,2024-02-04,-8,EUR,pets,"])
     february = pipeline.Context.create(landing.with_overrides(**{"source.path": str(folder)}), spark)
     out = pipeline.run_stage("ingest", february)   # t01 again, in another month: a row of its own
+    assert _nothing_cached(spark)   # the usual batch, no txn_id repeated: its cache released too
     merge = ctx.tables.history("transactions").head()
     assert out["rows_inserted"] == 2 and merge["operation"] == "MERGE"
     # the MERGE read no file of January's partition (Delta reports no target scan, or 0 files after skipping)

@@ -103,17 +103,17 @@ def check_once(rows: DataFrame, rules: IngestConfig, classes: list[str], today: 
     quarantined), and their txn_ids counted by a 64-bit hash: no shuffle of whole rows.
     Only when some hash repeats are the rows of those txn_ids read again, whole, and
     ordered to find the first of each."""
-    key = F.xxhash64("txn_id")
+    key = F.xxhash64("txn_id").alias("_key")
     reason = rows.withColumn("_reason", _reason(rules, classes, today))
-    lean = reason.withColumn("raw_row", F.when(F.col("_reason").isNotNull(), F.col("raw_row"))) \
-        .withColumn("_key", key).persist()
-    repeated = (lean.where(~_blank(F.col("txn_id"))).groupBy("_key").count()
+    lean = reason.withColumn("raw_row", F.when(F.col("_reason").isNotNull(), F.col("raw_row"))).persist()
+    repeated = (lean.where(~_blank(F.col("txn_id"))).groupBy(key).count()
                 .where(F.col("count") > 1).select("_key").persist())
     if repeated.count() == 0:   # the usual case; this count fills the cache
         repeated.unpersist()
-        return lean.drop("_key")
+        return lean             # the cached frame itself: the caller's unpersist releases it
     again = _first_of_each_txn_id(reason.withColumn("_key", key).join(F.broadcast(repeated), "_key", "left_semi"))
-    checked = lean.join(F.broadcast(repeated), "_key", "left_anti").unionByName(again).drop("_key").persist()
+    checked = (lean.withColumn("_key", key).join(F.broadcast(repeated), "_key", "left_anti").unionByName(again)
+               .drop("_key").persist())
     checked.count()
     lean.unpersist()
     repeated.unpersist()

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import psutil
 
+from microseg.tracking import code_version
+
 SIZES = {"small": 5_000, "full": 100_000}
 LEDGER = "bench-scale-ledger.json"
 DONE = re.compile(r"^\[(\w+)\] done in ([\d.]+) s")
@@ -65,8 +67,8 @@ def run(scale: str) -> dict[str, tuple[float, str]]:
            "--set", f"stages=[{', '.join(stages)}]"] + (["--resume"] if os.environ.get("MICROSEG_SCALE_ROOT") else [])
     ledger = Path(root) / LEDGER
     runs = json.loads(ledger.read_text()) if ledger.exists() else []
-    mine = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall": 0.0, "seconds": {}, "transactions": 0,
-            "peaks": {"tree": 0.0, "driver": 0.0}}
+    mine = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": code_version(), "wall": 0.0,
+            "seconds": {}, "transactions": 0, "peaks": {"tree": 0.0, "driver": 0.0}}
     runs.append(mine)
     peaks = mine["peaks"]
     stop = threading.Event()

@@ -87,12 +87,27 @@ def test_personality_does_not_depend_on_row_order(spark, ctx):
 
 def test_exact_mean_std_is_right_and_order_free(spark):
     values = np.random.default_rng(1).normal(3.0, 2.0, 5_000)
-    df = spark.createDataFrame([(float(v),) for v in values], "v double")
-    mean, std = exact_mean_std(F.col("v"))
-    got = [tuple(df.orderBy(F.rand(seed)).repartition(parts).agg(mean, std).first())
-           for seed, parts in ((1, 7), (2, 3))]
-    assert got[0] == got[1]
-    assert got[0] == pytest.approx((values.mean(), values.std()), rel=1e-12)
+    df = spark.createDataFrame([(i % 3, float(v)) for i, v in enumerate(values)], "g int, v double")
+
+    def stats(seed, parts):
+        shuffled = df.orderBy(F.rand(seed)).repartition(parts).withColumn("h", F.xxhash64("v"))
+        return sorted(tuple(r) for r in exact_mean_std(shuffled, "g", "v", F.col("h")).collect())
+
+    got = stats(1, 7)
+    assert got == stats(2, 3)                 # the same bits, whatever the order and partitioning
+    for g, mean, std in got:                  # values rounded to 9 decimals: 1e-10 of these
+        assert (mean, std) == pytest.approx((values[g::3].mean(), values[g::3].std()), rel=1e-9)
+
+
+def test_exact_mean_std_fails_loudly_on_a_value_or_a_bucket_beyond_a_long(spark):
+    huge = spark.createDataFrame([(0, 1.5), (0, 12_345.678)], "g int, v double")
+    with pytest.raises(Exception, match="v: a value of 8.49e[+]03 or more has no exact statistics") as err:
+        exact_mean_std(huge, "g", "v", F.lit(0)).collect()
+    assert "12345" not in str(err.value)
+    many = spark.range(200).select("id", F.lit(0).alias("g"), F.lit(8_000.0).alias("v"))   # 200 x 6.4e16 > 2**63
+    with pytest.raises(Exception, match="v: too many values in one of 1024 buckets"):
+        exact_mean_std(many, "g", "v", F.lit(7)).collect()
+    assert exact_mean_std(many, "g", "v", F.col("id")).first().mean == 8_000.0   # spread: fits
 
 
 def test_exact_sum_is_exact_and_fails_loudly_on_a_value_beyond_its_scale_naming_the_column_only(spark):

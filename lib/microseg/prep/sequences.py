@@ -170,9 +170,8 @@ def feature_stats(per_month: DataFrame, sequences: DataFrame, names: list[str]) 
     (``per_month`` holds only months inside each customer's window)."""
     train = sequences.where((F.col("split") == "train") & F.col("eligible")).select("customer_id")
     active = per_month.where(F.col("active") > 0).join(train, "customer_id")
-    exploded = active.select(F.posexplode("x").alias("i", "v"))
-    mean, std = exact_mean_std(F.col("v"))
-    stats = exploded.groupBy("i").agg(mean.alias("mean"), std.alias("std"))
+    exploded = active.select(F.posexplode("x").alias("i", "v"), F.xxhash64("customer_id", "t").alias("_h"))
+    stats = exact_mean_std(exploded, "i", "v", F.col("_h"))
     spark = per_month.sparkSession
     names_df = spark.createDataFrame(list(enumerate(names)), "i int, feature string")
     return (

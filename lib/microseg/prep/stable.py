@@ -5,20 +5,23 @@ Spark adds doubles in arrival order, which moves with partitioning and shuffle t
 is enough to move a KMeans start or a tree split. Here each value of a small group (a
 customer's classes in a month, months in a window: at most 128 values) is rounded to a
 fixed number of decimals and summed in integers, which is exact and as fast as a double
-sum. Statistics over whole tables add in decimal, where squares fit.
+sum. Statistics over whole tables add in integers within hash buckets, then in decimal
+across the buckets, where squares fit.
+
+Rounding is half to even (``rint``): Spark's ``round`` of a double goes through a Java
+BigDecimal for every row, three to four times the cost of the whole statistic.
 """
 
 from __future__ import annotations
 
-from pyspark.sql import Column
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 LIMIT = 2 ** 56   # per scaled value: 128 of them still sum inside a long
 CENTS = 2         # amounts, balances and monthly spend are rounded to cents upstream
 
-# Values of up to 10 integer digits and 18 decimals; the sum of squares (decimal(38,17))
-# holds 21 integer digits: enough for 1e18 rows of log-scaled features (squares < 1e3).
-EXACT = "decimal(28,18)"
+STAT_DECIMALS = 9   # table-wide statistics of float features (7 significant digits)
+BUCKETS = 1024      # long sums per bucket: 1e3-sized squares of 9e6 values each still fit
 
 
 def exact_sum(col: Column, decimals: int, name: str) -> Column:
@@ -26,7 +29,7 @@ def exact_sum(col: Column, decimals: int, name: str) -> Column:
     more fails the job naming ``name`` (what is summed, and from which table), whatever
     Spark's ANSI setting; never the value, which is a customer's."""
     scale = 10 ** decimals
-    scaled = F.round(col * scale)
+    scaled = F.rint(col * scale)
     limit = f"{LIMIT / scale:.3g}"
     checked = F.when(F.abs(scaled) >= LIMIT, F.raise_error(F.lit(
         f"{name}: a value of {limit} or more cannot be summed exactly at {decimals} decimals "
@@ -39,9 +42,30 @@ def exact_mean(col: Column, decimals: int, name: str) -> Column:
     return F.try_divide(exact_sum(col, decimals, name), F.count(col))
 
 
-def exact_mean_std(col: Column) -> tuple[Column, Column]:
-    """Mean and population standard deviation; null for a group without values."""
-    value = col.cast(EXACT)
-    mean = F.avg(value)
-    variance = F.greatest(F.avg(value * value) - mean * mean, F.lit(0).cast(EXACT))
-    return mean.cast("double"), F.when(F.count(value) > 0, F.sqrt(variance.cast("double")))
+def exact_mean_std(df: DataFrame, by: str, value: str, spread: Column) -> DataFrame:
+    """``by``, ``mean``, ``std`` (population): the statistics of ``value`` per ``by`` group,
+    values rounded to ``STAT_DECIMALS`` places. Values are summed in longs within
+    ``BUCKETS`` buckets of ``spread`` (a hash of the row, e.g. its customer and month), then
+    in decimal across buckets. A value of about 8,500 or more (its scaled square reaches
+    ``LIMIT``), or a bucket whose sum leaves a long, fails the job naming ``value`` only."""
+    scale = 10 ** STAT_DECIMALS
+    v = F.col(value)
+    square = F.rint(v * v * scale)
+    checked = F.when(F.abs(square) >= LIMIT, F.raise_error(F.lit(
+        f"{value}: a value of {(LIMIT / scale) ** 0.5:.3g} or more has no exact statistics "
+        "(the value is not shown)"))).otherwise(square.cast("long"))
+    parts = (df.where(v.isNotNull())
+             .groupBy(by, F.pmod(spread, F.lit(BUCKETS)).alias("_bucket"))
+             .agg(F.count(F.lit(1)).alias("n"), F.try_sum(F.rint(v * scale).cast("long")).alias("s"),
+                  F.try_sum(checked).alias("q")))
+    wide = "decimal(38,0)"
+    sums = parts.groupBy(by).agg(
+        F.sum("n").alias("n"), F.sum(F.col("s").cast(wide)).alias("s"), F.sum(F.col("q").cast(wide)).alias("q"),
+        F.max(F.col("s").isNull() | F.col("q").isNull()).alias("overflow"))
+    mean = F.col("s").cast("double") / F.col("n") / scale
+    variance = F.greatest(F.col("q").cast("double") / F.col("n") / scale - mean * mean, F.lit(0.0))
+    return sums.select(
+        by,
+        F.when(F.col("overflow"), F.raise_error(F.lit(
+            f"{value}: too many values in one of {BUCKETS} buckets to sum exactly"))).otherwise(mean).alias("mean"),
+        F.sqrt(variance).alias("std"))

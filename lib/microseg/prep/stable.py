@@ -24,16 +24,20 @@ STAT_DECIMALS = 9   # table-wide statistics of float features (7 significant dig
 BUCKETS = 1024      # a bucket's long sum holds 9e6 squares of up to 1e3; beyond, the job fails
 
 
+def _checked_long(scaled: Column, bound: Column, message: str) -> Column:
+    """``scaled`` as a long, never cast while ``bound`` is LIMIT or more: then the job fails
+    with ``message`` (a cast's own overflow error would show the value)."""
+    return F.when(F.abs(bound) >= LIMIT, F.raise_error(F.lit(message))).otherwise(scaled.cast("long"))
+
+
 def exact_sum(col: Column, decimals: int, name: str) -> Column:
     """Sum of the values rounded to ``decimals`` places; a value of LIMIT / 10**decimals or
     more fails the job naming ``name`` (what is summed, and from which table), whatever
     Spark's ANSI setting; never the value, which is a customer's."""
     scale = 10 ** decimals
     scaled = F.rint(col * scale)
-    limit = f"{LIMIT / scale:.3g}"
-    checked = F.when(F.abs(scaled) >= LIMIT, F.raise_error(F.lit(
-        f"{name}: a value of {limit} or more cannot be summed exactly at {decimals} decimals "
-        "(the value is not shown: it is a customer's)"))).otherwise(scaled.cast("long"))
+    checked = _checked_long(scaled, scaled, f"{name}: a value of {LIMIT / scale:.3g} or more cannot be summed "
+                            f"exactly at {decimals} decimals (the value is not shown: it is a customer's)")
     return F.sum(checked) / scale
 
 
@@ -51,13 +55,13 @@ def exact_mean_std(df: DataFrame, by: str, value: str, spread: Column) -> DataFr
     scale = 10 ** STAT_DECIMALS
     v = F.col(value)
     square = F.rint(v * v * scale)
-    checked = F.when(F.abs(square) >= LIMIT, F.raise_error(F.lit(
-        f"{value}: a value of {(LIMIT / scale) ** 0.5:.3g} or more has no exact statistics "
-        "(the value is not shown)"))).otherwise(square.cast("long"))
+    too_big = (f"{value}: a value of {(LIMIT / scale) ** 0.5:.3g} or more has no exact statistics "
+               "(the value is not shown)")
     parts = (df.where(v.isNotNull())
              .groupBy(by, F.pmod(spread, F.lit(BUCKETS)).alias("_bucket"))
-             .agg(F.count(F.lit(1)).alias("n"), F.try_sum(F.rint(v * scale).cast("long")).alias("s"),
-                  F.try_sum(checked).alias("q")))
+             .agg(F.count(F.lit(1)).alias("n"),
+                  F.try_sum(_checked_long(F.rint(v * scale), square, too_big)).alias("s"),
+                  F.try_sum(_checked_long(square, square, too_big)).alias("q")))
     wide = "decimal(38,0)"
     sums = parts.groupBy(by).agg(
         F.sum("n").alias("n"), F.sum(F.col("s").cast(wide)).alias("s"), F.sum(F.col("q").cast(wide)).alias("q"),

@@ -86,44 +86,45 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
     account = monthly_account.join(cells, keys, "left_semi")
     grid = window.join(account.select("customer_id").distinct(), "customer_id", "left_semi")
 
-    # silver.monthly_spend holds one row per class bought: collected into a class -> (spend,
-    # n_tx) map per month, then read out per class (two aggregates, not two per class)
-    by_class = monthly_spend.join(cells, keys, "left_semi").groupBy(*keys).agg(
-        F.map_from_entries(F.collect_list(F.struct("txn_class", F.struct("spend", "n_tx")))).alias("_m"),
+    # silver.monthly_spend holds one row per class bought: spread into two arrays per month
+    # (spend and count, in class order, 0 where not bought) by one aggregate each
+    cls, zero = F.col("txn_class"), F.lit(0.0)
+
+    def per_class(value: str) -> Column:
+        return F.array(*[F.coalesce(F.max(F.when(cls == c, F.col(value))).cast("double"), zero)
+                         for c in spend_classes])
+
+    pivot = monthly_spend.join(cells, keys, "left_semi").groupBy(*keys).agg(
         exact_sum(F.col("spend"), CENTS, "spend of silver.monthly_spend").alias("total"),
-    )
-    pivot = by_class.select(
-        *keys, "total",
-        *[F.col("_m")[c]["spend"].alias(f"s{i}") for i, c in enumerate(spend_classes)],
-        *[F.col("_m")[c]["n_tx"].alias(f"n{i}") for i, c in enumerate(spend_classes)],
+        per_class("spend").alias("spend"), per_class("n_tx").alias("count"),
     )
     traits = personality.select("customer_id", "month", *TRAITS)
     rows = (
-        grid.join(pivot, ["customer_id", "month"], "left")
-        .join(account.select("customer_id", "month", "income", "outflow", "end_balance"),
-              ["customer_id", "month"], "left")
-        .join(traits, ["customer_id", "month"], "left")
+        grid.join(pivot, keys, "left")
+        .join(account.select("customer_id", "month", "income", "outflow", "end_balance"), keys, "left")
+        .join(traits, keys, "left")
     )
-    tgt = [F.col(t) for t in TRAITS]
-    zero = F.lit(0.0)
+    # array functions, not one expression per feature: the generated code of ~90 expressions
+    # is too large for the JVM to compile (> 8,000 bytes), and runs interpreted
+    nothing = F.array_repeat(zero, len(spend_classes))
+    spend, count = F.coalesce("spend", nothing), F.coalesce("count", nothing)
     angle = (F.month("month") - 1) * F.lit(2 * math.pi / 12)
     active = F.col("income").isNotNull()
     total = F.coalesce(F.col("total"), zero)
-    features = (
-        [F.log1p(F.coalesce(F.col(f"s{i}"), zero)) for i in range(len(spend_classes))]
-        + [F.when(total > 0, F.coalesce(F.col(f"s{i}"), zero) / total).otherwise(zero)
-           for i in range(len(spend_classes))]
-        + [F.log1p(F.coalesce(F.col(f"n{i}"), zero)) for i in range(len(spend_classes))]
-        + [F.log1p(F.coalesce(F.col("income"), zero)), F.log1p(F.coalesce(F.col("outflow"), zero)),
-           _slog(F.coalesce(F.col("end_balance"), zero))]
-        + [F.when(active, F.sin(angle)).otherwise(zero), F.when(active, F.cos(angle)).otherwise(zero)]
+    features = F.concat(
+        F.transform(spend, F.log1p),
+        F.transform(spend, lambda v: F.when(total > 0, v / total).otherwise(zero)),
+        F.transform(count, F.log1p),
+        F.array(F.log1p(F.coalesce(F.col("income"), zero)), F.log1p(F.coalesce(F.col("outflow"), zero)),
+                _slog(F.coalesce(F.col("end_balance"), zero)),
+                F.when(active, F.sin(angle)).otherwise(zero), F.when(active, F.cos(angle)).otherwise(zero)),
     )
     tgt_cols = [F.col(f"_y{i}") for i in range(len(TRAITS))]
     return (
         rows.select(
             "customer_id", "reference_month", "t",
-            F.array(*[f.cast("float") for f in features]).alias("x"),
-            *[c.alias(f"_y{i}") for i, c in enumerate(tgt)],
+            features.cast("array<float>").alias("x"),
+            *[F.col(t).alias(f"_y{i}") for i, t in enumerate(TRAITS)],
             active.cast("float").alias("active"),
         )
         .withColumn("trait_mask", F.when(tgt_cols[0].isNotNull(), 1.0).otherwise(0.0).cast("float"))

@@ -256,7 +256,7 @@ def spark_cause(err: Exception) -> str:
 
 def _source_col(df: DataFrame, spec: ColumnSpec) -> Column:
     col = F.col(f"`{spec.column}`") if spec.column and spec.column in df.columns else F.lit(None).cast("string")
-    col = F.when(F.trim(col) == "", None).otherwise(F.trim(col))
+    col = F.nullif(F.trim(col), F.lit(""))   # blank -> null
     return F.coalesce(col, F.lit(spec.default)) if spec.default is not None else col
 
 

@@ -2,6 +2,7 @@
 nothing after a customer's reference month reaches the model's input, labels come after it."""
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +130,29 @@ def _sequences(spark, ctx, silver, min_months, reference_months=None):
     per_month = sequences.monthly_features(spark, spend, account, pers, ctx.taxonomy.spend_classes, refs, 3)
     seqs = sequences.build_sequences(per_month, cfg, 42, MAR)
     return per_month, {r.customer_id: r for r in seqs.collect()}
+
+
+def _largest_generated_method(spark, df) -> int:
+    """Bytes of the largest method Spark's whole-stage code generation writes for ``df``."""
+    spark.conf.set("spark.sql.adaptive.enabled", "false")   # the final plan, before it runs
+    try:
+        code = spark._jvm.PythonSQLUtils.explainString(df._jdf.queryExecution(), "codegen")
+    finally:
+        spark.conf.set("spark.sql.adaptive.enabled", "true")
+    return max(int(n) for n in re.findall(r"maxMethodCodeSize:(\d+)", code))
+
+
+def test_prep_queries_generate_methods_the_jvm_compiles(spark, ctx, silver):
+    """HotSpot does not compile a method of more than 8,000 bytes of bytecode: such a stage
+    runs interpreted, row by row (the per-month features did, at 20,724 bytes, until they
+    became array functions)."""
+    spend, account, pers = silver
+    refs = spark.createDataFrame([("C1", MAR), ("C2", MAR)], "customer_id string, reference_month date")
+    per_month = sequences.monthly_features(spark, spend, account, pers, ctx.taxonomy.spend_classes, refs, 24)
+    queries = {"monthly_spend": spend, "monthly_account": account, "personality": pers,
+               "sequences": sequences.build_sequences(per_month, ctx.cfg.sequences, 42, MAR)}
+    sizes = {name: _largest_generated_method(spark, df) for name, df in queries.items()}
+    assert all(0 < size < 8000 for size in sizes.values()), sizes
 
 
 def test_window_months():

@@ -1,5 +1,9 @@
 """``train.num_processes: auto``: the ranks follow the cores or GPUs there are."""
 
+import os
+import subprocess
+import sys
+
 import pytest
 from pydantic import ValidationError
 
@@ -24,3 +28,19 @@ def test_auto_is_the_default_and_a_number_still_wins(spark):
     for bad in ("many", 0):
         with pytest.raises(ValidationError):
             TrainConfig(num_processes=bad)
+
+
+@pytest.mark.parametrize("ending, status", [("print('done')", 0), ("raise ValueError('boom')", 1)])
+def test_a_finished_rank_exits_without_teardown_and_keeps_a_failure_status(ending, status):
+    """A rank ends by os._exit once its script is done (C++ teardown aborted ~1 launch in 10):
+    its output is flushed, and a script that ends in an exception still exits with 1."""
+    script = ("import atexit, sys\n"
+              "atexit.register(lambda: sys.stdout.write('teardown ran\\n'))\n"   # skipped by os._exit
+              "from microseg.model.launch import _exit_when_done\n"
+              f"_exit_when_done()\n{ending}\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == status, done.stderr
+    assert "teardown ran" not in done.stdout
+    assert ("done" in done.stdout) == (status == 0)
+    assert ("boom" in done.stderr) == (status == 1)

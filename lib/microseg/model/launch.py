@@ -9,6 +9,7 @@ A rank that fails makes the launcher raise (no hang): torchrun and Horovod tear 
 
 from __future__ import annotations
 
+import atexit
 import ctypes
 import os
 import signal
@@ -66,15 +67,31 @@ def _die_with_launcher() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _exit_when_done() -> None:
+    """End this rank by ``os._exit`` once its script is done, as multiprocessing ends its
+    children, skipping the C++ teardown: there a thread still joinable was destroyed in about
+    1 launch in 10 (SIGABRT, "terminate called without an active exception", after the
+    result was written), and torchrun then stopped the other rank, maybe mid-write. A script
+    that ended in an exception still exits with status 1."""
+    def end() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if getattr(sys, "last_value", None) is not None else 0)
+
+    atexit.register(end)
+
+
 def _ddp_worker(job: TrainJob, backend: str) -> TrainResult:
     from microseg.model.comm import TorchDDPComm
 
     _die_with_launcher()
     comm = TorchDDPComm(backend)
     try:
-        return train(job, comm)
+        result = train(job, comm)
     finally:
         comm.close()
+    _exit_when_done()
+    return result
 
 
 def _horovod_worker(job: TrainJob) -> TrainResult:

@@ -134,11 +134,12 @@ def _sequences(spark, ctx, silver, min_months, reference_months=None):
 
 def _largest_generated_method(spark, df) -> int:
     """Bytes of the largest method Spark's whole-stage code generation writes for ``df``."""
+    adaptive = spark.conf.get("spark.sql.adaptive.enabled")
     spark.conf.set("spark.sql.adaptive.enabled", "false")   # the final plan, before it runs
     try:
         code = spark._jvm.PythonSQLUtils.explainString(df._jdf.queryExecution(), "codegen")
     finally:
-        spark.conf.set("spark.sql.adaptive.enabled", "true")
+        spark.conf.set("spark.sql.adaptive.enabled", adaptive)
     return max(int(n) for n in re.findall(r"maxMethodCodeSize:(\d+)", code))
 
 

@@ -1,4 +1,5 @@
-"""``train.num_processes: auto``: the ranks follow the cores or GPUs there are."""
+"""Ranks: ``train.num_processes: auto`` follows the cores or GPUs there are; a finished rank
+exits without the C++ teardown."""
 
 import os
 import subprocess

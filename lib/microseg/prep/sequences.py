@@ -119,17 +119,12 @@ def monthly_features(spark: SparkSession, monthly_spend: DataFrame, monthly_acco
                 _slog(F.coalesce(F.col("end_balance"), zero)),
                 F.when(active, F.sin(angle)).otherwise(zero), F.when(active, F.cos(angle)).otherwise(zero)),
     )
-    tgt_cols = [F.col(f"_y{i}") for i in range(len(TRAITS))]
-    return (
-        rows.select(
-            "customer_id", "reference_month", "t",
-            features.cast("array<float>").alias("x"),
-            *[F.col(t).alias(f"_y{i}") for i, t in enumerate(TRAITS)],
-            active.cast("float").alias("active"),
-        )
-        .withColumn("trait_mask", F.when(tgt_cols[0].isNotNull(), 1.0).otherwise(0.0).cast("float"))
-        .withColumn("y", F.array(*[F.coalesce(c, zero).cast("float") for c in tgt_cols]))
-        .drop(*[f"_y{i}" for i in range(len(TRAITS))])
+    return rows.select(
+        "customer_id", "reference_month", "t",
+        features.cast("array<float>").alias("x"),
+        active.cast("float").alias("active"),
+        F.when(F.col(TRAITS[0]).isNotNull(), 1.0).otherwise(0.0).cast("float").alias("trait_mask"),
+        F.array(*[F.coalesce(F.col(t), zero).cast("float") for t in TRAITS]).alias("y"),
     )
 
 

@@ -16,7 +16,7 @@ from pyspark.sql import functions as F
 from microseg import pipeline
 from microseg.prep.ingest import BRONZE_COLUMNS, QUARANTINE_COLUMNS, REASONS, validate
 from microseg.sources.contract import SourceError
-from microseg.sources.files import check_files, list_files, load_mapping, read_files
+from microseg.sources.files import check_files, list_files, load_mapping, parse_date, read_files
 from microseg.stages.prep import BRONZE_STATS
 
 
@@ -236,6 +236,20 @@ def test_monthly_statements_become_two_transactions_each(spark, cfg, tmp_path):
         "A1-2024-02-in": ("2024-02-01", 0.0, "transfer_in", None),
         "A1-2024-02-out": ("2024-02-29", -300.0, "utilities", 1200.0),
     }
+
+
+def test_the_default_date_format_reads_the_same_dates_as_spark_pattern_parser(spark):
+    texts = ["2024-01-05", "2024-02-29", "2023-02-29", "2024-13-01", "2024-01-00", "2024-1-5", "2024-01-5T",
+             "2024-01-05T10:00", "2024-01-05 ", "2024-01-05\n", "2024", "2024-01", "2024/01/05", "2024-01-0a",
+             "0000-01-01", "-0001-01-01", "+10000-01-01", "10000-01-01", "+2024-01-05", "\uff12024-01-05", None]
+    df = spark.createDataFrame([(t,) for t in texts], "text string")
+    text = F.col("text")
+    got = df.select("text", parse_date(text, "yyyy-MM-dd").cast("string").alias("fast"),
+                    F.try_to_timestamp(text, F.lit("yyyy-MM-dd")).cast("date").cast("string").alias("parser"),
+                    parse_date(text, "dd.MM.yyyy").cast("string").alias("other")).collect()
+    assert [(r.text, r.fast) for r in got] == [(r.text, r.parser) for r in got]
+    assert sum(r.fast is not None for r in got) == 5      # the two real dates, years 0, -1 and 10000
+    assert all(r.other is None for r in got)              # another pattern still reads by its parser
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "json"])

@@ -91,7 +91,7 @@ def read_loans(spark: SparkSession, cfg: Settings) -> DataFrame | None:
         if not file_source.list_files(spark, path):
             return None
         raw = spark.read.option("header", "true").csv(path)
-        date = (F.try_to_timestamp(F.trim("loan_date"), F.lit("yyyy-MM-dd")).cast("date")
+        date = (file_source.parse_date(F.trim("loan_date"), file_source.ISO_DATE)
                 if "loan_date" in raw.columns else F.lit(None).cast("date"))
         loans = raw.select(F.trim("customer_id").alias("customer_id"),
                            F.trim("loan_status").alias("loan_status"), date.alias("loan_date"))

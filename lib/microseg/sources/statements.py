@@ -32,7 +32,7 @@ from pyspark.sql import functions as F
 
 from microseg.config import ConfigError, load_model_file
 from microseg.sources.contract import conform, undecodable
-from microseg.sources.files import CORRUPT, read_strings
+from microseg.sources.files import CORRUPT, parse_date, read_strings
 
 FIELDS = ("customer_id", "month", "balance", "payments", "bills")
 
@@ -100,7 +100,7 @@ def read_statements(spark: SparkSession, files: list[str], mapping: StatementMap
     wanted = {f: mapping.columns[f] for f in (*FIELDS, "currency", "category") if mapping.columns.get(f)}
     strings = read_strings(spark, files, mapping.format, mapping.options, wanted, mapping.name)
     col = {f: F.trim(F.col(f"`{mapping.columns[f]}`")) for f in FIELDS}
-    month = F.try_to_timestamp(col["month"], F.lit(mapping.month_format)).cast("date")
+    month = parse_date(col["month"], mapping.month_format)
     currency_col = mapping.columns.get("currency")
     currency = F.trim(F.col(f"`{currency_col}`")) if currency_col else F.lit(mapping.default_currency)
     raw = F.coalesce(F.col(CORRUPT), F.to_json(
